@@ -1,0 +1,1 @@
+"""cli: the `xmarks` command. Parses arguments and calls library functions; no game logic."""

@@ -1,0 +1,152 @@
+"""The `xmarks` command line. Every mistake is one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import click
+
+from cli.settings import SettingsError, build_config
+
+log = logging.getLogger("xmarks")
+
+EXIT_USAGE = 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-5s %(message)s", datefmt="%H:%M:%S")
+
+
+def _parse_endpoint(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:7777)")
+    return host, int(port)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="xmarks", message="xmarks %(version)s")
+def cli() -> None:
+    """xmarks: a real-time treasure-hunt game server over UDP.
+
+    \b
+    Examples:
+      xmarks serve --bots 8                 # a live world with 8 hunting bots
+      xmarks serve --port 7777 --duration 60
+      xmarks bots --server 127.0.0.1:7777 --count 50 --duration 15 --json
+    """
+
+
+@cli.command()
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="UDP port (default 7777).")
+@click.option("--tick-rate", type=float, default=None, help="Ticks per second (default 20).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="TOML file with [server], [tick], [game] and [net] tables.")
+@click.option("--seed", type=int, default=None, help="World seed (same seed + inputs = same world).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop by itself after this many seconds (exit 0).")
+@click.option("--bots", "bot_count", type=click.IntRange(min=0), default=0,
+              help="Also start this many hunting bots against the server (a live demo).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True)
+def serve(host, port, tick_rate, config_path, seed, duration, bot_count, log_level) -> None:
+    """Serve one world over UDP until Ctrl-C, SIGTERM or --duration.
+
+    Settings come from defaults < --config FILE < XMARKS_* environment variables < flags.
+    Any setting of the config file has a variable: XMARKS_TICK_RATE=30, XMARKS_SEED=7.
+
+    \b
+    Examples:
+      xmarks serve
+      xmarks serve --bots 8
+      xmarks serve --config world.toml --port 9000 --duration 300
+      XMARKS_TREASURE_COUNT=512 xmarks serve
+    """
+    _setup_logging(log_level)
+    try:
+        config = build_config(config_path, None, {"host": host, "port": port,
+                                                  "tick_rate": tick_rate, "seed": seed})
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    from tick.server import GameServer, install_signal_handlers  # numba loads here, not for --help
+
+    log.info("warming up kernels (first run compiles them, later runs load numba's cache)...")
+    try:
+        server = GameServer(config)
+    except OSError as exc:
+        raise click.ClickException(f"cannot bind {config.host}:{config.port}: {exc.strerror}") from None
+    server.warm_up()
+    install_signal_handlers(server)
+    swarm = None
+    if bot_count:
+        host_, port_ = server.address
+        swarm = subprocess.Popen(
+            [sys.executable, "-m", "cli", "bots", "--server", f"{host_}:{port_}",
+             "--count", str(bot_count), "--duration", str(duration or 10**9), "--quiet"])
+        log.info("started %d bots (pid %d)", bot_count, swarm.pid)
+    try:
+        server.run(duration)
+    finally:
+        if swarm is not None:
+            swarm.terminate()
+            swarm.wait(timeout=10)
+
+
+@cli.command()
+@click.option("--server", "server_addr", required=True, metavar="HOST:PORT",
+              help="The server to hunt on.")
+@click.option("--count", type=click.IntRange(1, 65535), default=10, show_default=True)
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=30.0,
+              show_default=True, help="Seconds to hunt before disconnecting.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bots' choices.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--quiet", is_flag=True, help="Print nothing (for the serve --bots demo).")
+def bots(server_addr, count, duration, seed, as_json, quiet) -> None:
+    """Run COUNT bots that really hunt: follow the heat hint, walk to revealed treasure, dig.
+
+    Exit code 0 if every bot connected, 1 otherwise.
+
+    \b
+    Examples:
+      xmarks bots --server 127.0.0.1:7777 --count 50 --duration 15 --json
+    """
+    try:
+        server = _parse_endpoint(server_addr)
+    except click.BadParameter as exc:
+        raise click.UsageError(f"--server: {exc.message}") from None
+    from tick.swarm import Swarm
+
+    import signal
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    report = Swarm(server, count, seed=seed).run(duration, stop=lambda: bool(stopping))
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    elif not quiet:
+        for key, value in report.as_dict().items():
+            click.echo(f"{key:>24}  {value}")
+    if report.connected < count and not stopping:
+        sys.exit(1)
+
+
+def main() -> None:
+    """Entry point: click's errors become one line (`xmarks: error: ...`), exit 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("xmarks: aborted", err=True)
+        sys.exit(1)
+    except click.UsageError as exc:
+        click.echo(f"xmarks: error: {exc.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        click.echo(f"xmarks: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)

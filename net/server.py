@@ -1,0 +1,246 @@
+"""The server side of the protocol, sans-IO: datagrams and `now` in; events and datagrams out.
+
+No socket and no clock here: the tick hands in each batch with the time it was drained,
+and takes back the snapshot buffer and the few control replies to send. Per-datagram work
+runs in kernels (net.decode, net.snapshot); Python touches only the rare packets that open
+or close a session.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterator
+
+import numpy as np
+
+from net import drops as D
+from net.address import Address, int_to_ip, ip_to_int
+from net.batch import DatagramBatch
+from net.decode import CTRL_BAD_VERSION, CTRL_CONNECT, CTRL_DISCONNECT, decode_batch
+from net.events import PlayerJoined, PlayerLeft
+from net.limits import NetLimits
+from net.sessions import (CONNECTED, FREE, S_ID, S_IP, S_LAST_HEARD, S_LAST_RX_SEQ, S_PORT,
+                          S_SALT, S_SNAPSHOT_ACK, S_STATE, S_TX_SEQ, S_JOINED,
+                          new_session_table, session_id)
+from net.snapshot import SnapshotCaps, encode_snapshots
+from net.timeouts import expired_sessions
+from net.wire import (CONNECT_ACCEPT, CONNECT_ACCEPT_BODY, CONNECT_DENY, CONNECT_DENY_BODY,
+                      CONNECT_REQUEST_BODY, DENY_SERVER_FULL, DENY_SHUTTING_DOWN, DENY_VERSION,
+                      DISCONNECT, DISCONNECT_BODY, DISCONNECT_SERVER_SHUTDOWN,
+                      DISCONNECT_TIMED_OUT, DISCONNECT_KICKED, HEADER_SIZE, MAX_DATAGRAM,
+                      pack_header)
+from sim.rules import seconds_to_ticks
+from sim.world import World
+
+_LEAVE_REASONS = {DISCONNECT_TIMED_OUT: "timed_out", DISCONNECT_SERVER_SHUTDOWN: "shutdown",
+                  DISCONNECT_KICKED: "kicked"}
+
+
+class ServerProtocol:
+    """Sessions of one world. Session slot i is player slot i of `world`.
+
+    Parameters
+    ----------
+    world: the World whose players the sessions drive.
+    limits: NetLimits (validated here).
+    tick_rate: simulation ticks per second (for windows given in seconds).
+    rng: source of session-id nonces; pass a seeded random.Random in tests.
+    """
+
+    def __init__(self, world: World, limits: NetLimits, tick_rate: float,
+                 rng: random.Random | None = None) -> None:
+        limits.validate()
+        self.world = world
+        self.limits = limits
+        self.tick_rate = tick_rate
+        self.capacity = world.rules.max_players
+        self.sessions = new_session_table(self.capacity)
+        self.drops = D.new_drop_counters()
+        self.accepted = np.zeros(8, np.int64)  # by packet type
+        self.names: list[str] = [""] * self.capacity
+        self.addresses: list[Address | None] = [None] * self.capacity
+        self._by_salt: dict[tuple[int, int, int], int] = {}
+        self._free = list(range(self.capacity))  # a heap: the lowest free slot is reused first
+        self._rng = rng or random.SystemRandom()
+        self._replies: list[tuple[bytes, Address]] = []
+        self.accepting = True
+        self.timeout_ns = int(limits.session_timeout * 1e9)
+        # preallocated per-tick buffers
+        self._ctrl_index = np.zeros(limits.rx_batch, np.int32)
+        self._ctrl_kind = np.zeros(limits.rx_batch, np.int32)
+        self._expired = np.zeros(self.capacity, np.int32)
+        self._one = DatagramBatch.allocate(1)
+        self.out = np.zeros(self.capacity * MAX_DATAGRAM + 4096, np.uint8)
+        self.out_off = np.zeros(self.capacity + 1, np.int32)
+        self.out_slot = np.zeros(self.capacity, np.int32)
+        self.out_count = 0
+        k = max(limits.max_visible_players, limits.max_visible_treasures)
+        self._near = np.zeros(k, np.int32)
+        self._near_d2 = np.zeros(k, np.float64)
+        self.caps = SnapshotCaps(
+            max_players=limits.max_visible_players,
+            max_treasures=limits.max_visible_treasures,
+            claim_window_ticks=seconds_to_ticks(limits.claim_event_window, tick_rate),
+            leaderboard_every_ticks=seconds_to_ticks(limits.leaderboard_every, tick_rate),
+            result_window_ticks=seconds_to_ticks(limits.hunt_result_window, tick_rate),
+        )
+
+    # ---- receiving ------------------------------------------------------------------
+
+    def receive_batch(self, batch: DatagramBatch, now: int) -> list:
+        """Decode every datagram of `batch` received by time `now` (ns); return events."""
+        count = min(batch.count, self._ctrl_index.shape[0])
+        n_ctrl = decode_batch(batch.data, batch.length, batch.ip, batch.port, count,
+                              self.sessions, self.world.pi, now, self.drops, self.accepted,
+                              self._ctrl_index, self._ctrl_kind)
+        events: list = []
+        for k in range(n_ctrl):
+            i = int(self._ctrl_index[k])
+            kind = int(self._ctrl_kind[k])
+            payload = bytes(batch.data[i, :batch.length[i]])
+            addr = (int_to_ip(int(batch.ip[i])), int(batch.port[i]))
+            if kind == CTRL_CONNECT:
+                self._connect(payload, int(batch.ip[i]), int(batch.port[i]), addr, now, events)
+            elif kind == CTRL_BAD_VERSION:
+                self._deny(payload, addr, DENY_VERSION)
+            elif kind == CTRL_DISCONNECT:
+                slot = int.from_bytes(payload[8:12], "little") & 0xFFFF
+                events.append(self._close(slot, "quit", notify=False))
+        return events
+
+    def receive_datagram(self, data: bytes, addr: Address, now: int) -> list:
+        """Decode one datagram (tests, tools): the same path as a batch of one."""
+        self._one.count = 0
+        self._one.put(data, ip_to_int(addr[0]), addr[1])
+        return self.receive_batch(self._one, now)
+
+    def _connect(self, payload: bytes, ip: int, port: int, addr: Address, now: int,
+                 events: list) -> None:
+        salt, name_len, raw_name = CONNECT_REQUEST_BODY.unpack_from(payload, HEADER_SIZE)
+        if salt == 0 or name_len > len(raw_name):
+            self.drops[D.BAD_PAYLOAD] += 1
+            return
+        try:
+            name = raw_name[:name_len].decode("utf-8")
+        except UnicodeDecodeError:
+            self.drops[D.BAD_PAYLOAD] += 1
+            return
+        # (security issue: a stateless challenge goes here, before any state is kept)
+        known = self._by_salt.get((ip, port, salt))
+        if known is not None:  # a retry whose accept was lost: same answer, nothing new
+            self.drops[D.DUPLICATE_CONNECT] += 1
+            self._accept(known, salt, addr)
+            return
+        if not self.accepting:
+            self._deny(payload, addr, DENY_SHUTTING_DOWN)
+            return
+        if not self._free:
+            self.drops[D.SERVER_FULL] += 1
+            self._deny(payload, addr, DENY_SERVER_FULL)
+            return
+        slot = heapq.heappop(self._free)
+        sid = session_id(slot, self._rng.randrange(1, 65536))
+        s = self.sessions
+        s[:, slot] = 0
+        s[S_STATE, slot] = CONNECTED
+        s[S_ID, slot] = sid
+        s[S_IP, slot] = ip
+        s[S_PORT, slot] = port
+        s[S_LAST_HEARD, slot] = now
+        s[S_JOINED, slot] = now
+        s[S_SALT, slot] = salt - (1 << 64) if salt >= 1 << 63 else salt  # u64 bits in an int64
+        self.names[slot] = name or f"player-{slot}"
+        self.addresses[slot] = addr
+        self._by_salt[(ip, port, salt)] = slot
+        self.world.join(slot)
+        self.accepted[1] += 1
+        self._accept(slot, salt, addr)
+        events.append(PlayerJoined(slot, sid, self.names[slot], addr))
+
+    def _accept(self, slot: int, salt: int, addr: Address) -> None:
+        rules, kr = self.world.rules, self.world.kr
+        body = CONNECT_ACCEPT_BODY.pack(
+            salt, slot, int(round(self.tick_rate)), int(round(self.tick_rate)), 0,
+            rules.world_width, rules.world_height, rules.dig_radius, rules.reveal_radius,
+            kr.dig_ticks, self.world.tick & 0xFFFFFFFF, int(self.limits.session_timeout * 1000))
+        self._replies.append(
+            (pack_header(CONNECT_ACCEPT, int(self.sessions[S_ID, slot]), 0) + body, addr))
+
+    def _deny(self, request: bytes, addr: Address, reason: int) -> None:
+        salt = int.from_bytes(request[HEADER_SIZE:HEADER_SIZE + 8], "little")
+        self._replies.append(
+            (pack_header(CONNECT_DENY, 0, 0) + CONNECT_DENY_BODY.pack(salt, reason), addr))
+
+    def _close(self, slot: int, reason: str, notify: bool, code: int = 0) -> PlayerLeft:
+        s = self.sessions
+        if notify and self.addresses[slot] is not None:
+            seq = int(s[S_TX_SEQ, slot]) + 1
+            packet = pack_header(DISCONNECT, int(s[S_ID, slot]), seq) + DISCONNECT_BODY.pack(code)
+            self._replies.append((packet, self.addresses[slot]))
+        ip, port, salt = int(s[S_IP, slot]), int(s[S_PORT, slot]), int(s[S_SALT, slot]) & (2**64 - 1)
+        self._by_salt.pop((ip, port, salt), None)
+        s[:, slot] = 0
+        s[S_STATE, slot] = FREE
+        self.world.leave(slot)
+        name = self.names[slot]
+        self.names[slot] = ""
+        self.addresses[slot] = None
+        heapq.heappush(self._free, slot)
+        return PlayerLeft(slot, name, reason)
+
+    # ---- time -----------------------------------------------------------------------
+
+    def expire(self, now: int) -> list:
+        """Close sessions silent for longer than the session timeout; return PlayerLeft events."""
+        n = expired_sessions(self.sessions, now, self.timeout_ns, self._expired)
+        return [self._close(int(self._expired[k]), "timed_out", notify=True,
+                            code=DISCONNECT_TIMED_OUT) for k in range(n)]
+
+    def kick(self, slot: int) -> PlayerLeft | None:
+        """Close one session by slot, telling the client."""
+        if self.sessions[S_STATE, slot] != CONNECTED:
+            return None
+        return self._close(slot, "kicked", notify=True, code=DISCONNECT_KICKED)
+
+    def shutdown(self) -> list:
+        """Stop accepting, tell every client, free every slot; return PlayerLeft events."""
+        self.accepting = False
+        slots = np.flatnonzero(self.sessions[S_STATE] == CONNECTED)
+        return [self._close(int(slot), "shutdown", notify=True,
+                            code=DISCONNECT_SERVER_SHUTDOWN) for slot in slots]
+
+    # ---- sending --------------------------------------------------------------------
+
+    def encode(self) -> int:
+        """Write this tick's snapshots into self.out (call after world.step()); return count."""
+        w = self.world
+        self.out_count = encode_snapshots(
+            self.sessions, w.pf, w.pi, w.tf, w.ti, w.p_starts, w.p_items, w.t_starts,
+            w.t_items, w.clock, w.claim_ring, w.board, w.final_board, w.kr, self.caps,
+            self.out, self.out_off, self.out_slot, self._near, self._near_d2)
+        return self.out_count
+
+    def snapshots(self) -> Iterator[tuple[memoryview, Address]]:
+        """(datagram, address) for each snapshot of the last encode()."""
+        view = memoryview(self.out)
+        off, slots, addrs = self.out_off, self.out_slot, self.addresses
+        for j in range(self.out_count):
+            yield view[off[j]:off[j + 1]], addrs[slots[j]]
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        """Control replies (accept, deny, disconnect) queued since the last call."""
+        replies, self._replies = self._replies, []
+        return replies
+
+    # ---- inspection -----------------------------------------------------------------
+
+    def connected_count(self) -> int:
+        return int(np.count_nonzero(self.sessions[S_STATE] == CONNECTED))
+
+    def snapshot_ack(self, slot: int) -> int:
+        """Newest snapshot tick the client in `slot` reported (for delta snapshots, later)."""
+        return int(self.sessions[S_SNAPSHOT_ACK, slot])
+
+    def last_rx_sequence(self, slot: int) -> int:
+        return int(self.sessions[S_LAST_RX_SEQ, slot])

@@ -1,0 +1,31 @@
+"""Session slots, laid out like the world: one int64 table, row = field, column = slot.
+
+Session slot i drives player slot i. A session id is slot | nonce << 16 (nonce 1..65535,
+random), so a receiver finds the slot without a lookup table and a stale or guessed id
+fails the equality check.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# int64[SESSION_ROWS, max_players]
+(S_STATE, S_ID, S_IP, S_PORT, S_LAST_RX_SEQ, S_TX_SEQ, S_LAST_HEARD, S_SALT,
+ S_SNAPSHOT_ACK, S_JOINED) = range(10)
+SESSION_ROWS = 10
+
+FREE, CONNECTED = 0, 1
+
+
+def new_session_table(max_players: int) -> np.ndarray:
+    """int64[SESSION_ROWS, max_players], every slot FREE."""
+    return np.zeros((SESSION_ROWS, max_players), np.int64)
+
+
+def session_id(slot: int, nonce: int) -> int:
+    """The u32 session id of `slot` (0..65535) with `nonce` (1..65535)."""
+    return (nonce << 16) | slot
+
+
+def slot_of(sid: int) -> int:
+    return sid & 0xFFFF

@@ -1,0 +1,1 @@
+"""sim: the treasure-hunt simulation as pure numba kernels over struct-of-arrays."""

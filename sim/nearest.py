@@ -1,0 +1,55 @@
+"""Nearest buried treasure to a point, through the treasure grid."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.grid import cell_coord
+from sim.jit import kernel
+from sim.schema import BURIED, T_STATE, TX, TY
+
+
+@kernel
+def nearest_buried(x: float, y: float, radius: float, tf: np.ndarray, ti: np.ndarray,
+                   starts: np.ndarray, items: np.ndarray, cell_size: float, cols: int,
+                   rows: int) -> tuple:
+    """(index, squared distance) of the nearest BURIED treasure within `radius` of (x, y).
+
+    Ties go to the lowest treasure index. Returns (-1, inf) when there is none. Cells are
+    walked in rings of growing Chebyshev distance; after ring r, every unvisited cell is
+    at least r*cell_size away, so the walk stops as soon as the best is no farther.
+    tf: float32[2, T]; ti: int32[5, T]; starts: int32[cols*rows+1]; items: int32[T].
+    """
+    best = -1
+    best_d2 = np.inf
+    r2 = radius * radius
+    cx = cell_coord(x, cell_size, cols)
+    cy = cell_coord(y, cell_size, rows)
+    max_ring = int(radius / cell_size) + 1  # ring k is at least (k-1)*cell_size away
+    for ring in range(max_ring + 1):
+        reach = (ring - 1) * cell_size  # no unvisited cell is closer than this
+        if best >= 0 and ring > 0 and best_d2 <= reach * reach:
+            break
+        if cx - ring < 0 and cy - ring < 0 and cx + ring >= cols and cy + ring >= rows:
+            break  # the ring lies wholly outside the grid, and so do all later ones
+        for gy in range(cy - ring, cy + ring + 1):
+            if gy < 0 or gy >= rows:
+                continue
+            edge_row = gy == cy - ring or gy == cy + ring
+            step = 1 if edge_row else 2 * ring
+            gx = cx - ring
+            while gx <= cx + ring:
+                if 0 <= gx < cols:
+                    c = gy * cols + gx
+                    for k in range(starts[c], starts[c + 1]):
+                        t = items[k]
+                        if ti[T_STATE, t] != BURIED:
+                            continue
+                        dx = np.float64(tf[TX, t]) - x
+                        dy = np.float64(tf[TY, t]) - y
+                        d2 = dx * dx + dy * dy
+                        if d2 <= r2 and (d2 < best_d2 or (d2 == best_d2 and t < best)):
+                            best = t
+                            best_d2 = d2
+                gx += step
+    return best, best_d2

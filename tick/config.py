@@ -1,0 +1,26 @@
+"""The server's whole configuration: each layer's settings, composed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from net.limits import NetLimits
+from sim.rules import GameRules
+from tick.rates import TickRates
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    rules: GameRules = field(default_factory=GameRules)
+    limits: NetLimits = field(default_factory=NetLimits)
+    rates: TickRates = field(default_factory=TickRates)
+    host: str = "127.0.0.1"
+    port: int = 7777
+
+    def validate(self) -> None:
+        """Raise the layer's error (a ValueError) naming the first bad setting."""
+        self.rules.validate()
+        self.limits.validate()
+        self.rates.validate()
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be an integer in 0..65535, got {self.port!r}")

@@ -1,0 +1,162 @@
+"""The fixed-rate server loop: drain, decode, step, encode, send, on absolute deadlines.
+
+Overrun policy: deadlines are absolute (start + n * period), so short hiccups are caught
+up without drift. A tick that ends after its deadline is counted as an overrun; if the
+loop falls more than one whole period behind, the missed deadlines are dropped and the
+schedule restarts from now. The simulation never runs two ticks back to back to catch up
+(that is how servers spiral), so under sustained overload the game slows down instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+
+import numpy as np
+
+from net.batch import DatagramBatch
+from net.drops import drops_by_reason
+from net.events import PlayerJoined, PlayerLeft
+from net.server import ServerProtocol
+from net.udp import UdpEndpoint
+from sim import schema as S
+from sim.world import World, new_world
+from tick.clock import now_ns, sleep_until_ns
+from tick.config import ServerConfig
+from tick.timings import FIRST_PHASE, TickTimings
+from tick.warmup import warm_up
+
+log = logging.getLogger("xmarks.server")
+
+
+class GameServer:
+    """One world served over UDP. Construct, then run(); stop() from a signal or thread."""
+
+    def __init__(self, config: ServerConfig, endpoint: UdpEndpoint | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.tick_rate = float(config.rates.tick_rate)
+        self.period_ns = int(round(1e9 / self.tick_rate))
+        self.world: World = new_world(config.rules, self.tick_rate)
+        self.protocol = ServerProtocol(self.world, config.limits, self.tick_rate,
+                                       random.Random(config.rules.seed ^ 0x5E55_1011))
+        self.endpoint = endpoint or UdpEndpoint(config.host, config.port)
+        self.batch = DatagramBatch.allocate(config.limits.rx_batch)
+        self.timings = TickTimings(config.rates.timing_ring)
+        self.claims = 0
+        self.packets_in = 0
+        self.packets_out = 0
+        self.bytes_out = 0
+        self._stop = threading.Event()
+        self._names_by_slot = self.protocol.names
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.endpoint.address
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def warm_up(self) -> None:
+        warm_up(self.config.rules, self.config.limits, self.tick_rate)
+
+    def run(self, duration: float | None = None) -> None:
+        """Serve until stop() or for `duration` seconds; then tell clients and return."""
+        proto, world, batch, endpoint = self.protocol, self.world, self.batch, self.endpoint
+        period = self.period_ns
+        start = now_ns()
+        end = start + int(duration * 1e9) if duration is not None else None
+        deadline = start
+        status_every = int(self.config.rates.status_every * 1e9)
+        next_status = start + status_every if status_every else None
+        marks = [0] * 6
+        log.info("serving on %s:%d at %g Hz (world %gx%g, %d treasures, up to %d players)",
+                 *self.address, self.tick_rate, world.rules.world_width,
+                 world.rules.world_height, world.rules.treasure_count, world.rules.max_players)
+        while not self._stop.is_set():
+            marks[0] = now = now_ns()
+            if end is not None and now >= end:
+                break
+            self.packets_in += endpoint.drain(batch)
+            marks[1] = now = now_ns()
+            events = proto.receive_batch(batch, now)
+            events += proto.expire(now)
+            marks[2] = now_ns()
+            tick = world.tick
+            claims = world.step()
+            if claims or world.event_count:
+                self._on_world_events()
+            marks[3] = now_ns()
+            proto.encode()
+            marks[4] = now_ns()
+            sent, nbytes = endpoint.send_many(proto.snapshots())
+            replies = proto.datagrams_to_send()
+            if replies:
+                s2, b2 = endpoint.send_many(replies)
+                sent, nbytes = sent + s2, nbytes + b2
+            self.packets_out += sent
+            self.bytes_out += nbytes
+            marks[5] = done = now_ns()
+            self.timings.record(tick, marks)
+            if events:
+                self._on_session_events(events)
+            deadline += period
+            if done > deadline:
+                self.timings.overruns += 1
+                if done - deadline > period:
+                    deadline = done  # fell a whole tick behind: drop the backlog, don't spiral
+            if next_status is not None and done >= next_status:
+                next_status = done + status_every
+                self._log_status()
+            sleep_until_ns(deadline)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        left = self.protocol.shutdown()
+        self.endpoint.send_many(self.protocol.datagrams_to_send())
+        log.info("stopped at tick %d: %d players told, %d claims, %d overruns",
+                 self.world.tick, len(left), self.claims, self.timings.overruns)
+
+    def _on_session_events(self, events: list) -> None:
+        for ev in events:
+            if isinstance(ev, PlayerJoined):
+                log.info("join: %s (slot %d) from %s:%d", ev.name, ev.slot, *ev.address)
+            elif isinstance(ev, PlayerLeft):
+                log.info("leave: %s (slot %d, %s)", ev.name, ev.slot, ev.reason)
+
+    def _on_world_events(self) -> None:
+        # (durability issue: these rows go to the ledger writer here)
+        names = self._names_by_slot
+        for row in self.world.events[:self.world.event_count]:
+            kind = row[S.EV_KIND]
+            if kind == S.EVENT_CLAIM:
+                self.claims += 1
+                slot = int(row[S.EV_A])
+                log.info("claim: %s dug treasure #%d worth %d (score %d)", names[slot],
+                         row[S.EV_C], row[S.EV_D], self.world.pi[S.P_SCORE, slot])
+            elif kind == S.EVENT_HUNT_END:
+                log.info("hunt %d over: %d ranked", row[S.EV_A], row[S.EV_B])
+            elif kind == S.EVENT_RANK:
+                log.info("  #%d %s: %d", row[S.EV_A] + 1, names[int(row[S.EV_B])], row[S.EV_D])
+
+    def _log_status(self) -> None:
+        recent = self.timings.latest(int(self.tick_rate * 5))
+        total_ms = recent[:, FIRST_PHASE:].sum(axis=1) / 1e6
+        p50, p99 = (np.percentile(total_ms, [50, 99]) if len(total_ms) else (0.0, 0.0))
+        board = [f"{self.protocol.names[int(s)]}={int(sc)}" for s, _, sc in self.world.board
+                 if s >= 0 and sc > 0][:5]
+        drops = drops_by_reason(self.protocol.drops)
+        log.info("tick %d | players %d | claims %d | tick ms p50 %.2f p99 %.2f | overruns %d"
+                 " | leaders %s | drops %s", self.world.tick, self.protocol.connected_count(),
+                 self.claims, p50, p99, self.timings.overruns, " ".join(board) or "-",
+                 drops or "-")
+
+
+def install_signal_handlers(server: GameServer) -> None:
+    """SIGINT and SIGTERM stop the loop cleanly (clients are told, exit code 0)."""
+    def handler(signum, frame):  # noqa: ARG001
+        server.stop()
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)

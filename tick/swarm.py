@@ -1,0 +1,137 @@
+"""A swarm of hunting bots on one UDP socket, driven at the server's tick rate.
+
+Sessions share the socket: replies are routed by session id (and, before a session
+exists, by the salt echoed in CONNECT_ACCEPT / CONNECT_DENY).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from net.address import Address
+from net.client import (CONNECTED, ClientProtocol, Connected, Denied, Disconnected,
+                        Snapshot)
+from net.hunter import Hunter
+from net.udp import UdpEndpoint
+from net.wire import CONNECT_ACCEPT, CONNECT_DENY, HEADER_SIZE
+from tick.clock import now_ns, now_s, sleep_until_ns
+
+
+@dataclass
+class Bot:
+    client: ClientProtocol
+    hunter: Hunter
+    snapshots: int = 0
+    connected_at: float | None = None
+    closed_at: float | None = None
+    claims: set = field(default_factory=set)
+    denied: bool = False
+    error: str | None = None
+    latest: Snapshot | None = None
+
+
+@dataclass
+class SwarmReport:
+    connected: int
+    bots: int
+    snapshots_received: int
+    snapshots_per_bot_per_s: float
+    claims: int
+    errors: int
+    drops: int
+    duration_s: float
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Swarm:
+    def __init__(self, server: Address, count: int, seed: int = 0, rate: float = 20.0,
+                 name_prefix: str = "bot") -> None:
+        self.server = server
+        self.endpoint = UdpEndpoint("127.0.0.1" if server[0].startswith("127.") else "0.0.0.0", 0)
+        rng = random.Random(seed)
+        self.bots = [Bot(ClientProtocol(name=f"{name_prefix}-{i}", salt=rng.getrandbits(64) | 1),
+                         Hunter(random.Random(rng.getrandbits(64)))) for i in range(count)]
+        self.by_salt = {b.client.salt: b for b in self.bots}
+        self.by_session: dict[int, Bot] = {}
+        self.rate = rate
+
+    def run(self, duration: float, stop=lambda: False) -> SwarmReport:
+        """Connect every bot, hunt for `duration` seconds, disconnect, and report."""
+        start = now_s()
+        for bot in self.bots:
+            self.endpoint.send(bot.client.connect(start), self.server)
+        deadline = now_ns()
+        while now_s() - start < duration and not stop():
+            period = int(1e9 / self.rate)
+            now = now_s()
+            for data, _addr in self.endpoint.recv_all():
+                self._route(data, now)
+            for bot in self.bots:
+                out, events = bot.client.poll(now)
+                for data in out:
+                    self.endpoint.send(data, self.server)
+                self._handle(bot, events, now)
+                if bot.client.state == CONNECTED and bot.latest is not None:
+                    mx, my, dig = bot.hunter.decide(bot.latest, bot.client.info)
+                    bot.latest = None
+                    self.endpoint.send(bot.client.input(mx, my, dig, now), self.server)
+            deadline += period
+            if now_ns() > deadline + period:
+                deadline = now_ns()
+            sleep_until_ns(deadline)
+        end = now_s()
+        for bot in self.bots:
+            packet = bot.client.disconnect()
+            if packet is not None:
+                self.endpoint.send(packet, self.server)
+                bot.closed_at = end
+        self.endpoint.close()
+        return self._report(end - start, end)
+
+    def _route(self, data: bytes, now: float) -> None:
+        if len(data) < HEADER_SIZE:
+            return
+        ptype = data[3]
+        if ptype in (CONNECT_ACCEPT, CONNECT_DENY) and len(data) >= HEADER_SIZE + 8:
+            bot = self.by_salt.get(int.from_bytes(data[HEADER_SIZE:HEADER_SIZE + 8], "little"))
+        else:
+            bot = self.by_session.get(int.from_bytes(data[8:12], "little"))
+        if bot is not None:
+            self._handle(bot, bot.client.receive(data, now), now)
+
+    def _handle(self, bot: Bot, events: list, now: float) -> None:
+        for ev in events:
+            if isinstance(ev, Snapshot):
+                bot.snapshots += 1
+                bot.latest = ev
+                for tick, slot, treasure, value in ev.claims:
+                    if slot == ev.slot:
+                        bot.claims.add((tick, treasure))
+            elif isinstance(ev, Connected):
+                bot.connected_at = now
+                self.by_session[ev.info.session_id] = bot
+                self.rate = float(ev.info.tick_rate)  # one input per server tick
+            elif isinstance(ev, Denied):
+                bot.denied = True
+                bot.error = f"denied ({ev.reason})"
+            elif isinstance(ev, Disconnected):
+                bot.closed_at = now
+                bot.error = f"disconnected ({ev.reason})"
+
+    def _report(self, duration: float, end: float) -> SwarmReport:
+        connected = [b for b in self.bots if b.connected_at is not None]
+        rates = [b.snapshots / max(1e-9, (b.closed_at or end) - b.connected_at)
+                 for b in connected]
+        return SwarmReport(
+            connected=len(connected),
+            bots=len(self.bots),
+            snapshots_received=sum(b.snapshots for b in self.bots),
+            snapshots_per_bot_per_s=round(sum(rates) / len(rates), 2) if rates else 0.0,
+            claims=sum(len(b.claims) for b in self.bots),
+            errors=sum(1 for b in self.bots if b.error is not None),
+            drops=int(sum(int(b.client.drops.sum()) for b in self.bots)),
+            duration_s=round(duration, 3),
+        )
