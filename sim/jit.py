@@ -1,15 +1,46 @@
-"""The one place that sets numba flags for every kernel.
+"""The one place that sets numba flags, and where compiled kernels are cached.
 
 fastmath stays off: it lets LLVM reorder float math, which would break bit-for-bit
 determinism across builds. parallel stays off: on 2 cores it only pays off near 100k
 players (see ../shared/PERF-NOTES.md), and serial loops keep event order deterministic.
+
+Cache: numba keys a cached kernel on its own source file only, so editing a kernel that
+others call (grid, rng, msgpack writers) would leave callers stale. We key the cache
+directory on a fingerprint of every kernel source instead: any edit means a fresh compile.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
+import numba
 from numba import njit
 
 KERNEL_FLAGS = dict(cache=True, nogil=True, fastmath=False, parallel=False, boundscheck=False)
+
+_KERNEL_PACKAGES = ("sim", "net")
+
+
+def _sources_fingerprint() -> str:
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.blake2b(numba.__version__.encode(), digest_size=8)
+    for package in _KERNEL_PACKAGES:
+        for path in sorted((root / package).glob("*.py")):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _choose_cache_dir() -> None:
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return  # the operator chose; numba already read it
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    numba.config.CACHE_DIR = str(base / "xmarks" / "numba" / _sources_fingerprint())
+
+
+_choose_cache_dir()
 
 
 def kernel(fn):
