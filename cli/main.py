@@ -95,6 +95,12 @@ def serve(host, port, tick_rate, config_path, seed, duration, bot_count, log_lev
         if swarm is not None:
             swarm.terminate()
             swarm.wait(timeout=10)
+    from profiling.report import format_summary, phase_summary
+
+    summary = phase_summary(server.timings.latest())
+    if summary:
+        log.info("tick phases (last %d ticks):\n%s", len(server.timings.latest()),
+                 format_summary(summary, 1000.0 / config.rates.tick_rate))
 
 
 @cli.command()

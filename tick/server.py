@@ -1,10 +1,9 @@
 """The fixed-rate server loop: drain, decode, step, encode, send, on absolute deadlines.
 
-Overrun policy: deadlines are absolute (start + n * period), so short hiccups are caught
-up without drift. A tick that ends after its deadline is counted as an overrun; if the
-loop falls more than one whole period behind, the missed deadlines are dropped and the
-schedule restarts from now. The simulation never runs two ticks back to back to catch up
-(that is how servers spiral), so under sustained overload the game slows down instead.
+Overrun policy (tick.schedule.next_deadline): a tick that ends after the next deadline is
+counted as an overrun; more than a whole period behind, missed deadlines are dropped. The
+simulation never runs ticks back to back to catch up, so under sustained overload the game
+slows down (hunt clocks are in ticks) instead of spiralling.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from sim import schema as S
 from sim.world import World, new_world
 from tick.clock import now_ns, sleep_until_ns
 from tick.config import ServerConfig
+from tick.schedule import next_deadline
 from tick.timings import FIRST_PHASE, TickTimings
 from tick.warmup import warm_up
 
@@ -51,6 +51,7 @@ class GameServer:
         self.bytes_out = 0
         self._stop = threading.Event()
         self._names_by_slot = self.protocol.names
+        self._marks = [0] * 6  # phase boundaries of the current tick (ns)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -64,54 +65,56 @@ class GameServer:
 
     def run(self, duration: float | None = None) -> None:
         """Serve until stop() or for `duration` seconds; then tell clients and return."""
-        proto, world, batch, endpoint = self.protocol, self.world, self.batch, self.endpoint
         period = self.period_ns
         start = now_ns()
         end = start + int(duration * 1e9) if duration is not None else None
         deadline = start
         status_every = int(self.config.rates.status_every * 1e9)
         next_status = start + status_every if status_every else None
-        marks = [0] * 6
+        rules = self.world.rules
         log.info("serving on %s:%d at %g Hz (world %gx%g, %d treasures, up to %d players)",
-                 *self.address, self.tick_rate, world.rules.world_width,
-                 world.rules.world_height, world.rules.treasure_count, world.rules.max_players)
+                 *self.address, self.tick_rate, rules.world_width, rules.world_height,
+                 rules.treasure_count, rules.max_players)
         while not self._stop.is_set():
-            marks[0] = now = now_ns()
-            if end is not None and now >= end:
+            if end is not None and now_ns() >= end:
                 break
-            self.packets_in += endpoint.drain(batch)
-            marks[1] = now = now_ns()
-            events = proto.receive_batch(batch, now)
-            events += proto.expire(now)
-            marks[2] = now_ns()
-            tick = world.tick
-            claims = world.step()
-            if claims or world.event_count:
-                self._on_world_events()
-            marks[3] = now_ns()
-            proto.encode()
-            marks[4] = now_ns()
-            sent, nbytes = endpoint.send_many(proto.snapshots())
-            replies = proto.datagrams_to_send()
-            if replies:
-                s2, b2 = endpoint.send_many(replies)
-                sent, nbytes = sent + s2, nbytes + b2
-            self.packets_out += sent
-            self.bytes_out += nbytes
-            marks[5] = done = now_ns()
-            self.timings.record(tick, marks)
-            if events:
-                self._on_session_events(events)
-            deadline += period
-            if done > deadline:
-                self.timings.overruns += 1
-                if done - deadline > period:
-                    deadline = done  # fell a whole tick behind: drop the backlog, don't spiral
+            done = self.run_tick()
+            deadline, overran = next_deadline(deadline, done, period)
+            self.timings.overruns += overran
             if next_status is not None and done >= next_status:
                 next_status = done + status_every
                 self._log_status()
             sleep_until_ns(deadline)
         self._shutdown()
+
+    def run_tick(self) -> int:
+        """One tick, every phase in order, timed; return when it ended (monotonic ns)."""
+        proto, world, endpoint, marks = self.protocol, self.world, self.endpoint, self._marks
+        marks[0] = now_ns()
+        self.packets_in += endpoint.drain(self.batch)
+        marks[1] = now = now_ns()
+        events = proto.receive_batch(self.batch, now)
+        events += proto.expire(now)
+        marks[2] = now_ns()
+        tick = world.tick
+        world.step()
+        if world.event_count:
+            self._on_world_events()
+        marks[3] = now_ns()
+        proto.encode()
+        marks[4] = now_ns()
+        sent, nbytes = endpoint.send_many(proto.snapshots())
+        replies = proto.datagrams_to_send()
+        if replies:
+            more, more_bytes = endpoint.send_many(replies)
+            sent, nbytes = sent + more, nbytes + more_bytes
+        self.packets_out += sent
+        self.bytes_out += nbytes
+        marks[5] = done = now_ns()
+        self.timings.record(tick, marks)
+        if events:
+            self._on_session_events(events)
+        return done
 
     def _shutdown(self) -> None:
         left = self.protocol.shutdown()
