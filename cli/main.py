@@ -44,7 +44,7 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="UDP port (default 7777).")
-@click.option("--tick-rate", type=float, default=None, help="Ticks per second (default 20).")
+@click.option("--tick-rate", type=float, default=None, help="Ticks per second, a whole number 1..240 (default 20).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML file with [server], [tick], [game] and [net] tables.")
 @click.option("--seed", type=int, default=None, help="World seed (same seed + inputs = same world).")
@@ -75,11 +75,11 @@ def serve(host, port, tick_rate, config_path, seed, duration, bot_count, log_lev
         raise click.UsageError(str(exc)) from None
     from tick.server import GameServer, install_signal_handlers  # numba loads here, not for --help
 
-    log.info("warming up kernels (first run compiles them, later runs load numba's cache)...")
     try:
         server = GameServer(config)
     except OSError as exc:
         raise click.ClickException(f"cannot bind {config.host}:{config.port}: {exc.strerror}") from None
+    log.info("warming up kernels (first run compiles them, later runs load numba's cache)...")
     server.warm_up()
     install_signal_handlers(server)
     swarm = None
@@ -150,6 +150,9 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("xmarks: aborted", err=True)
         sys.exit(1)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `xmarks`: help, as --help
+        click.echo(exc.ctx.get_help())
+        sys.exit(0)
     except click.UsageError as exc:
         click.echo(f"xmarks: error: {exc.format_message()}", err=True)
         sys.exit(EXIT_USAGE)

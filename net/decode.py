@@ -125,8 +125,9 @@ def decode_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np.
             sessions[S_SNAPSHOT_ACK, slot] = read_u32(row, HEADER_SIZE)
             at = _INPUT_MIN  # the newest record comes first
             input_seq = read_u32(row, at)
-            if input_seq > pi[P_INPUT_SEQ, slot]:
-                pi[P_INPUT_SEQ, slot] = input_seq
+            # the int32 row holds the u32's bits: compare as unsigned
+            if input_seq > (pi[P_INPUT_SEQ, slot] & 0xFFFFFFFF):
+                pi[P_INPUT_SEQ, slot] = input_seq if input_seq < 0x80000000 else input_seq - 0x100000000
                 pi[P_MOVE_X, slot] = to_move(row[at + 4])
                 pi[P_MOVE_Y, slot] = to_move(row[at + 5])
                 pi[P_DIG, slot] = 1 if (row[at + 6] & BUTTON_DIG) else 0

@@ -61,5 +61,5 @@ def worst_snapshot_size(players: int, treasures: int) -> int:
     size += key + arr + treasures * (3 * u16 + 1 + 1)  # "tr"
     size += key + arr + CLAIM_EVENTS_MAX * (u32 + u16 + u16 + 1)  # "ev"
     size += key + arr + LEADERBOARD_MAX * (u16 + u32)  # "lb"
-    size += key + arr + u32 + LEADERBOARD_MAX * (u16 + u32)  # "end"
+    size += key + arr + u32 + LEADERBOARD_MAX * (u16 + u32)  # "hr"
     return size

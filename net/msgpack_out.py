@@ -14,8 +14,9 @@ from sim.jit import kernel
 @kernel
 def put_uint(buf: np.ndarray, pos: int, v: int) -> int:
     """A non-negative integer: positive fixint, uint8, uint16, uint32 or uint64."""
-    if v < 0:
-        v = 0  # never on the wire: every field of this protocol is unsigned
+    if v < 0:  # never on the wire: every field of this protocol is unsigned
+        buf[pos] = 0
+        return pos + 1
     if v < 0x80:
         buf[pos] = v
         return pos + 1

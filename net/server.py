@@ -105,8 +105,13 @@ class ServerProtocol:
             elif kind == CTRL_BAD_VERSION:
                 self._deny(payload, addr, DENY_VERSION)
             elif kind == CTRL_DISCONNECT:
-                slot = int.from_bytes(payload[8:12], "little") & 0xFFFF
-                events.append(self._close(slot, "quit", notify=False))
+                sid = int.from_bytes(payload[8:12], "little")
+                slot = sid & 0xFFFF
+                # a second DISCONNECT in the same batch passed decode before the first closed
+                if self.sessions[S_STATE, slot] == CONNECTED and self.sessions[S_ID, slot] == sid:
+                    events.append(self._close(slot, "quit", notify=False))
+                else:
+                    self.drops[D.UNKNOWN_SESSION] += 1
         return events
 
     def receive_datagram(self, data: bytes, addr: Address, now: int) -> list:

@@ -154,7 +154,7 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
         pos = put_key(out, pos, 116, 0)  # "t"
         pos = put_uint(out, pos, tick)
         pos = put_key(out, pos, 97, 0)  # "a"
-        pos = put_uint(out, pos, pi[P_INPUT_SEQ, s])
+        pos = put_uint(out, pos, pi[P_INPUT_SEQ, s] & 0xFFFFFFFF)  # u32 bits in int32
         pos = put_key(out, pos, 104, 0)  # "h"
         pos = put_array(out, pos, 2)
         pos = put_uint(out, pos, clock[HUNT_ID])

@@ -37,6 +37,7 @@ class UdpEndpoint:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sock = _open(host, port)
         self.send_errors = 0
+        self.recv_errors = 0
 
     @property
     def address(self) -> Address:
@@ -57,8 +58,12 @@ class UdpEndpoint:
                 n, addr = recv(rows[i], SLOT_BYTES)
             except _WOULD_BLOCK:
                 break
-            except OSError:  # e.g. ICMP port unreachable reported on a later call
+            except ConnectionRefusedError:  # a late ICMP port-unreachable: one per call
+                self.recv_errors += 1
                 continue
+            except OSError:  # anything else would repeat forever: stop this drain
+                self.recv_errors += 1
+                break
             # A datagram that fills the slot may have been cut: count it as oversize.
             batch.length[i] = n if n < SLOT_BYTES else MAX_DATAGRAM + 1
             batch.ip[i] = int.from_bytes(inet_aton(addr[0]), "big")
@@ -75,8 +80,12 @@ class UdpEndpoint:
                 out.append(self.sock.recvfrom(SLOT_BYTES))
             except _WOULD_BLOCK:
                 break
-            except OSError:
+            except ConnectionRefusedError:
+                self.recv_errors += 1
                 continue
+            except OSError:
+                self.recv_errors += 1
+                break
         return out
 
     def send(self, data: bytes | memoryview, addr: Address) -> bool:

@@ -16,7 +16,7 @@ from sim.schema import (CLAIM_RING, CLAIM_HEAD, CLAIMED, CR_SLOT, CR_TICK, CR_TR
 @kernel
 def push_event(events: np.ndarray, clock: np.ndarray, kind: int, tick: int,
                a: int, b: int, c: int, d: int) -> None:
-    """Append one event row to events (int32[E, 6]); count it as lost if full."""
+    """Append one event row to events (int64[E, 6]); count it as lost if full."""
     n = clock[EVENT_COUNT]
     if n >= events.shape[0]:
         clock[EVENTS_LOST] += 1

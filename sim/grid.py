@@ -14,13 +14,14 @@ from sim.jit import kernel
 
 @kernel
 def cell_coord(v: float, cell_size: float, cells: int) -> int:
-    """Cell column (or row) of coordinate `v`, clamped into 0..cells-1."""
-    c = int(v / cell_size)
-    if c < 0:
+    """Cell column (or row) of coordinate `v`, clamped into 0..cells-1 (NaN -> 0)."""
+    q = v / cell_size
+    # clamp before converting: float -> int of a value outside int64 is undefined in LLVM
+    if not q >= 0.0:
         return 0
-    if c >= cells:
+    if q >= cells:
         return cells - 1
-    return c
+    return int(q)
 
 
 @kernel

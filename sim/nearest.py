@@ -25,7 +25,10 @@ def nearest_buried(x: float, y: float, radius: float, tf: np.ndarray, ti: np.nda
     r2 = radius * radius
     cx = cell_coord(x, cell_size, cols)
     cy = cell_coord(y, cell_size, rows)
-    max_ring = int(radius / cell_size) + 1  # ring k is at least (k-1)*cell_size away
+    # ring k is at least (k-1)*cell_size away; past cols+rows rings all lie off the grid.
+    # Cap in floats first: float -> int beyond int64 is undefined (a huge radius walked nothing).
+    reach_cells = radius / cell_size
+    max_ring = cols + rows if reach_cells >= cols + rows else int(reach_cells) + 1
     for ring in range(max_ring + 1):
         reach = (ring - 1) * cell_size  # no unvisited cell is closer than this
         if best >= 0 and ring > 0 and best_d2 <= reach * reach:

@@ -56,8 +56,9 @@ class GameRules:
             raise RulesError(f"leaderboard_size must be an integer in 1..16, got {self.leaderboard_size!r}")
         weights = self.value_weights
         if (not isinstance(weights, (tuple, list)) or not 1 <= len(weights) <= 100
-                or not all(isinstance(w, int) and w >= 0 for w in weights) or sum(weights) <= 0):
-            raise RulesError("value_weights must be 1..100 non-negative integers with a positive sum")
+                or not all(isinstance(w, int) and 0 <= w <= 1_000_000 for w in weights)
+                or sum(weights) <= 0):
+            raise RulesError("value_weights must be 1..100 integers in 0..1000000 with a positive sum")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
             raise RulesError(f"seed must be an integer in 0..2**64-1, got {self.seed!r}")
         cells = math.ceil(self.world_width / self.cell_size) * math.ceil(self.world_height / self.cell_size)

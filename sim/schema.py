@@ -25,7 +25,7 @@ TX, TY = range(2)
 TREASURE_F32 = ("x", "y")
 
 # --- treasure table, int32[TREASURE_I32_ROWS, treasure_count] ----------------------
-T_STATE, T_VALUE, T_GEN, T_CLAIM_TICK, T_CLAIMER = range(5)
+T_STATE, T_VALUE, T_GEN, T_CLAIM_TICK, T_CLAIMER = range(5)  # claimer: scratch of one dig pass
 TREASURE_I32 = ("state", "value", "gen", "claim_tick", "claimer")
 
 # Treasure states.
@@ -36,14 +36,14 @@ TICK, HUNT_ID, HUNT_START, EVENT_COUNT, CLAIM_HEAD, LAST_HUNT_END, EVENTS_LOST =
 CLOCK = ("tick", "hunt_id", "hunt_start", "event_count", "claim_head", "last_hunt_end",
          "events_lost")
 
-# --- events, int32[EVENT_CAPACITY, EVENT_FIELDS] -----------------------------------
+# --- events, int64[EVENT_CAPACITY, EVENT_FIELDS] -----------------------------------
 # A row: kind, tick, a, b, c, d. Claims: a=player slot, b=player gen, c=treasure, d=value.
 # Hunt end: a=hunt id, b=players ranked. Rank: a=rank (0 = winner), b=slot, c=gen, d=score.
 EV_KIND, EV_TICK, EV_A, EV_B, EV_C, EV_D = range(6)
 EVENT_FIELDS = 6
 EVENT_CLAIM, EVENT_HUNT_END, EVENT_RANK = 1, 2, 3
 
-# Recent claims for snapshots, int32[CLAIM_RING, 4]: tick, slot, treasure, value.
+# Recent claims for snapshots, int64[CLAIM_RING, 4]: tick, slot, treasure, value.
 CLAIM_RING = 16
 CR_TICK, CR_SLOT, CR_TREASURE, CR_VALUE = range(4)
 

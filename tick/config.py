@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from net.limits import NetLimits
@@ -22,5 +23,9 @@ class ServerConfig:
         self.rules.validate()
         self.limits.validate()
         self.rates.validate()
+        try:
+            ipaddress.IPv4Address(self.host)
+        except ValueError:
+            raise ValueError(f"host must be an IPv4 address such as 127.0.0.1, got {self.host!r}") from None
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ValueError(f"port must be an integer in 0..65535, got {self.port!r}")

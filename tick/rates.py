@@ -18,8 +18,9 @@ class TickRates:
 
     def validate(self) -> None:
         if not (isinstance(self.tick_rate, (int, float)) and math.isfinite(self.tick_rate)
-                and 1 <= self.tick_rate <= 240):
-            raise RatesError(f"tick_rate must be a number in 1..240, got {self.tick_rate!r}")
+                and 1 <= self.tick_rate <= 240 and float(self.tick_rate).is_integer()):
+            # whole Hz: CONNECT_ACCEPT carries the rate as a u16
+            raise RatesError(f"tick_rate must be a whole number in 1..240, got {self.tick_rate!r}")
         if not (isinstance(self.timing_ring, int) and 16 <= self.timing_ring <= 1 << 24):
             raise RatesError(f"timing_ring must be an integer in 16..16777216, got {self.timing_ring!r}")
         if not (isinstance(self.status_every, (int, float)) and math.isfinite(self.status_every)

@@ -103,11 +103,12 @@ class GameServer:
         marks[3] = now_ns()
         proto.encode()
         marks[4] = now_ns()
-        sent, nbytes = endpoint.send_many(proto.snapshots())
+        sent = nbytes = 0
         replies = proto.datagrams_to_send()
-        if replies:
-            more, more_bytes = endpoint.send_many(replies)
-            sent, nbytes = sent + more, nbytes + more_bytes
+        if replies:  # first: a new client's accept must arrive before its first snapshot
+            sent, nbytes = endpoint.send_many(replies)
+        more, more_bytes = endpoint.send_many(proto.snapshots())
+        sent, nbytes = sent + more, nbytes + more_bytes
         self.packets_out += sent
         self.bytes_out += nbytes
         marks[5] = done = now_ns()
