@@ -92,6 +92,7 @@ def serve(host, port, tick_rate, config_path, seed, duration, bot_count, log_lev
     try:
         server.run(duration)
     finally:
+        server.close()
         if swarm is not None:
             swarm.terminate()
             swarm.wait(timeout=10)

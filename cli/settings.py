@@ -37,14 +37,25 @@ def _section_of(key: str) -> str:
     raise SettingsError(f"unknown setting {key!r}")
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """Convert `value` to the type of `default` (strings come from the environment)."""
+def _parse_int(text: str) -> int:
+    """Decimal (leading zeros allowed, as in 08080), or 0x / 0o / 0b prefixed."""
+    text = text.strip()
+    if text.lower().lstrip("+-").startswith(("0x", "0o", "0b")):
+        return int(text, 0)
+    return int(text, 10)
+
+
+def _coerce(key: str, value: Any, default: Any, from_env: bool) -> Any:
+    """Convert `value` to the type of `default`. Only environment values are parsed from
+    strings: in TOML a number written as a string is a mistake."""
     try:
         if isinstance(default, bool):
             raise TypeError
+        if isinstance(value, str) and not from_env and not isinstance(default, str):
+            raise TypeError
         if isinstance(default, int):
             if isinstance(value, str):
-                return int(value, 0)
+                return _parse_int(value)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError
             return value
@@ -56,7 +67,7 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
             return float(value)
         if isinstance(default, tuple):
             if isinstance(value, str):
-                return tuple(int(v, 0) for v in value.split(","))
+                return tuple(_parse_int(v) for v in value.split(","))
             if not isinstance(value, list):
                 raise TypeError
             return tuple(value)
@@ -65,8 +76,9 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
                 raise TypeError
             return value
     except (TypeError, ValueError):
-        kind = type(default).__name__ if not isinstance(default, tuple) else "list of integers"
-        raise SettingsError(f"{key} must be a {kind}, got {value!r}") from None
+        kind = {int: "an integer", float: "a number", str: "a string"}.get(
+            type(default), "a list of integers")
+        raise SettingsError(f"{key} must be {kind}, got {value!r}") from None
     raise SettingsError(f"{key} cannot be set")
 
 
@@ -118,7 +130,8 @@ def build_config(path: str | None = None, environ: Mapping[str, str] | None = No
     merged: dict[str, Any] = {}
     if path:
         merged.update(read_toml(path))
-    merged.update(read_env(os.environ if environ is None else environ))
+    env = read_env(os.environ if environ is None else environ)
+    merged.update(env)
     merged.update({k: v for k, v in (flags or {}).items() if v is not None})
     base = ServerConfig()
     parts: dict[str, dict[str, Any]] = {"server": {}, **{s: {} for s in SECTIONS}}
@@ -126,7 +139,8 @@ def build_config(path: str | None = None, environ: Mapping[str, str] | None = No
         section = _section_of(key)
         default = getattr(base, key) if section == "server" else getattr(
             getattr(base, {"game": "rules", "net": "limits", "tick": "rates"}[section]), key)
-        parts[section][key] = _coerce(key, value, default)
+        from_env = key in env and env[key] is value
+        parts[section][key] = _coerce(key, value, default, from_env)
     config = ServerConfig(
         rules=GameRules(**parts["game"]), limits=NetLimits(**parts["net"]),
         rates=TickRates(**parts["tick"]), **parts["server"])

@@ -152,7 +152,7 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
         keys = 6 + (1 if n_claims > 0 else 0) + (1 if show_board else 0) + (1 if show_result else 0)
         pos = put_map(out, pos, keys)
         pos = put_key(out, pos, 116, 0)  # "t"
-        pos = put_uint(out, pos, tick)
+        pos = put_uint(out, pos, tick & 0xFFFFFFFF)  # ticks go on the wire mod 2**32
         pos = put_key(out, pos, 97, 0)  # "a"
         pos = put_uint(out, pos, pi[P_INPUT_SEQ, s] & 0xFFFFFFFF)  # u32 bits in int32
         pos = put_key(out, pos, 104, 0)  # "h"
@@ -195,7 +195,7 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
             pos = put_array(out, pos, 4 * n_claims)
             for back in range(n_claims):
                 r = (head - 1 - back) % CLAIM_RING
-                pos = put_uint(out, pos, claim_ring[r, CR_TICK])
+                pos = put_uint(out, pos, claim_ring[r, CR_TICK] & 0xFFFFFFFF)
                 pos = put_uint(out, pos, claim_ring[r, CR_SLOT])
                 pos = put_uint(out, pos, claim_ring[r, CR_TREASURE])
                 pos = put_uint(out, pos, claim_ring[r, CR_VALUE])

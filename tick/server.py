@@ -117,6 +117,10 @@ class GameServer:
             self._on_session_events(events)
         return done
 
+    def close(self) -> None:
+        """Release the socket (after run() returned)."""
+        self.endpoint.close()
+
     def _shutdown(self) -> None:
         left = self.protocol.shutdown()
         self.endpoint.send_many(self.protocol.datagrams_to_send())
