@@ -1,0 +1,93 @@
+"""Time the per-tick kernels in process, without sockets: decode, step and encode at N players.
+
+    python -m profiling.kernels --players 1000 --players 10000 --ticks 200
+
+Every player is a real session (connected through ServerProtocol) that sends one INPUT per
+tick with a random move and dig; the batch of inputs is decoded, the world stepped and
+every snapshot encoded, as the server's tick does. Prints the median and p99 per phase
+(ms) and snapshot sizes. Numbers are for comparing runs on one machine, not absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from net.batch import DatagramBatch
+from net.client import ClientProtocol
+from net.limits import NetLimits
+from net.server import ServerProtocol
+from sim.rules import GameRules
+from sim.world import new_world
+from tick.warmup import warm_up
+
+
+def measure(players: int, ticks: int, tick_rate: float = 20.0, seed: int = 1) -> dict:
+    """Run `ticks` ticks with `players` sessions; return per-phase ms stats and sizes."""
+    rules = replace(GameRules(), max_players=players, seed=seed)
+    limits = replace(NetLimits(), rx_batch=players, session_timeout=3600.0)
+    warm_up(rules, limits, tick_rate)
+    world = new_world(rules, tick_rate)
+    proto = ServerProtocol(world, limits, tick_rate, random.Random(seed))
+    clients = []
+    for i in range(players):
+        client = ClientProtocol(name=f"p{i}", salt=i + 1)
+        addr = (f"127.0.{i // 50000}.1", 10000 + i % 50000)
+        proto.receive_datagram(client.connect(0.0), addr, 0)
+        clients.append((client, addr))
+    for data, addr in proto.datagrams_to_send():
+        clients[int.from_bytes(data[24:26], "little")][0].receive(data, 0.0)
+    rng = random.Random(seed)
+    batch = DatagramBatch.allocate(players)
+    ip = [int.from_bytes(bytes(map(int, a[0].split("."))), "big") for _, a in clients]
+    phases = {"decode": [], "step": [], "encode": []}
+    sizes = []
+    for tick in range(ticks):
+        batch.count = 0
+        for i, (client, addr) in enumerate(clients):
+            packet = client.input(rng.randint(-127, 127), rng.randint(-127, 127),
+                                  rng.random() < 0.5, tick / tick_rate)
+            batch.put(packet, ip[i], addr[1])
+        t0 = time.perf_counter_ns()
+        proto.receive_batch(batch, tick)
+        t1 = time.perf_counter_ns()
+        world.step()
+        t2 = time.perf_counter_ns()
+        n = proto.encode()
+        t3 = time.perf_counter_ns()
+        phases["decode"].append(t1 - t0)
+        phases["step"].append(t2 - t1)
+        phases["encode"].append(t3 - t2)
+        sizes.append(np.diff(proto.out_off[:n + 1]))
+    all_sizes = np.concatenate(sizes)
+    out = {"players": players, "ticks": ticks}
+    for name, values in phases.items():
+        ms = np.asarray(values, np.float64) / 1e6
+        out[name] = {"p50": round(float(np.median(ms)), 4),
+                     "p99": round(float(np.percentile(ms, 99)), 4)}
+    out["encode_us_per_client"] = round(out["encode"]["p50"] * 1000 / players, 3)
+    out["snapshot_bytes"] = {"mean": round(float(all_sizes.mean()), 1),
+                             "max": int(all_sizes.max())}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--players", type=int, action="append")
+    parser.add_argument("--ticks", type=int, default=200)
+    args = parser.parse_args()
+    for players in args.players or [1000, 10000]:
+        r = measure(players, args.ticks)
+        print(f"{players:>6} players: decode p50 {r['decode']['p50']:.3f} ms "
+              f"(p99 {r['decode']['p99']:.3f}) | step p50 {r['step']['p50']:.3f} ms "
+              f"(p99 {r['step']['p99']:.3f}) | encode p50 {r['encode']['p50']:.3f} ms "
+              f"(p99 {r['encode']['p99']:.3f}, {r['encode_us_per_client']} us/client) | "
+              f"snapshot bytes mean {r['snapshot_bytes']['mean']} max {r['snapshot_bytes']['max']}")
+
+
+if __name__ == "__main__":
+    main()
