@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import signal
 import subprocess
 import sys
 
@@ -22,9 +24,14 @@ def _setup_logging(level: str) -> None:
 
 
 def _parse_endpoint(text: str) -> tuple[str, int]:
+    """IPv4:PORT -> (host, port); the server speaks IPv4 only."""
     host, sep, port = text.rpartition(":")
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        host = ""
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:7777)")
+        raise click.BadParameter(f"{text!r} is not IPV4:PORT (e.g. 127.0.0.1:7777)")
     return host, int(port)
 
 
@@ -79,9 +86,9 @@ def serve(host, port, tick_rate, config_path, seed, duration, bot_count, log_lev
         server = GameServer(config)
     except OSError as exc:
         raise click.ClickException(f"cannot bind {config.host}:{config.port}: {exc.strerror}") from None
+    install_signal_handlers(server)  # a Ctrl-C during warm-up still ends in a clean exit 0
     log.info("warming up kernels (first run compiles them, later runs load numba's cache)...")
     server.warm_up()
-    install_signal_handlers(server)
     swarm = None
     if bot_count:
         host_, port_ = server.address
@@ -107,7 +114,8 @@ def serve(host, port, tick_rate, config_path, seed, duration, bot_count, log_lev
 @cli.command()
 @click.option("--server", "server_addr", required=True, metavar="HOST:PORT",
               help="The server to hunt on.")
-@click.option("--count", type=click.IntRange(1, 65535), default=10, show_default=True)
+@click.option("--count", type=click.IntRange(1, 65535), default=10, show_default=True,
+              help="How many bots (they share one UDP socket).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=30.0,
               show_default=True, help="Seconds to hunt before disconnecting.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bots' choices.")
@@ -128,7 +136,6 @@ def bots(server_addr, count, duration, seed, as_json, quiet) -> None:
         raise click.UsageError(f"--server: {exc.message}") from None
     from tick.swarm import Swarm
 
-    import signal
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
@@ -139,6 +146,9 @@ def bots(server_addr, count, duration, seed, as_json, quiet) -> None:
         for key, value in report.as_dict().items():
             click.echo(f"{key:>24}  {value}")
     if report.connected < count and not stopping:
+        reasons = ", ".join(f"{n} x {why}" for why, n in report.error_reasons.items())
+        click.echo(f"xmarks: {count - report.connected} of {count} bots never connected"
+                   f"{': ' + reasons if reasons else ''}", err=True)
         sys.exit(1)
 
 

@@ -128,11 +128,16 @@ def build_config(path: str | None = None, environ: Mapping[str, str] | None = No
                  flags: Mapping[str, Any] | None = None) -> ServerConfig:
     """The validated ServerConfig from file < environment < flags (None flags are unset)."""
     merged: dict[str, Any] = {}
+    source: dict[str, str] = {}  # where each set value came from, for error messages
     if path:
         merged.update(read_toml(path))
+        source.update({k: f"config {path}" for k in merged})
     env = read_env(os.environ if environ is None else environ)
     merged.update(env)
-    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    source.update({k: f"XMARKS_{k.upper()}" for k in env})
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    merged.update(given)
+    source.update({k: "--" + k.replace("_", "-") for k in given})
     base = ServerConfig()
     parts: dict[str, dict[str, Any]] = {"server": {}, **{s: {} for s in SECTIONS}}
     for key, value in merged.items():
@@ -140,12 +145,17 @@ def build_config(path: str | None = None, environ: Mapping[str, str] | None = No
         default = getattr(base, key) if section == "server" else getattr(
             getattr(base, {"game": "rules", "net": "limits", "tick": "rates"}[section]), key)
         from_env = key in env and env[key] is value
-        parts[section][key] = _coerce(key, value, default, from_env)
+        try:
+            parts[section][key] = _coerce(key, value, default, from_env)
+        except SettingsError as exc:
+            raise SettingsError(f"{source[key]}: {exc}") from None
     config = ServerConfig(
         rules=GameRules(**parts["game"]), limits=NetLimits(**parts["net"]),
         rates=TickRates(**parts["tick"]), **parts["server"])
     try:
         config.validate()
     except ValueError as exc:
-        raise SettingsError(str(exc)) from None
+        named = str(exc).split(" ", 1)[0]  # every validate() message starts with the setting
+        where = f"{source[named]}: " if named in source else ""
+        raise SettingsError(f"{where}{exc}") from None
     return config

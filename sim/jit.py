@@ -2,7 +2,7 @@
 
 fastmath stays off: it lets LLVM reorder float math, which would break bit-for-bit
 determinism across builds. parallel stays off: on 2 cores it only pays off near 100k
-players (see ../shared/PERF-NOTES.md), and serial loops keep event order deterministic.
+players (measured on a 2-core machine), and serial loops keep event order deterministic.
 
 Cache: numba keys a cached kernel on its own source file only, so editing a kernel that
 others call (grid, rng, msgpack writers) would leave callers stale. We key the cache
@@ -34,10 +34,10 @@ def _sources_fingerprint() -> str:
 
 
 def _choose_cache_dir() -> None:
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return  # the operator chose; numba already read it
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    numba.config.CACHE_DIR = str(base / "xmarks" / "numba" / _sources_fingerprint())
+    chosen = os.environ.get("NUMBA_CACHE_DIR")  # the operator's root, still keyed below
+    base = Path(chosen) if chosen else Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xmarks" / "numba"
+    numba.config.CACHE_DIR = str(base / _sources_fingerprint())
 
 
 _choose_cache_dir()

@@ -7,6 +7,7 @@ exists, by the salt echoed in CONNECT_ACCEPT / CONNECT_DENY).
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
 from net.address import Address
@@ -39,6 +40,7 @@ class SwarmReport:
     snapshots_per_bot_per_s: float
     claims: int
     errors: int
+    error_reasons: dict
     drops: int
     duration_s: float
 
@@ -47,11 +49,15 @@ class SwarmReport:
 
 
 class Swarm:
+    """`count` bots against `server`. Bots keep asking to connect for `connect_timeout`
+    seconds (default: the whole run), so a server still compiling its kernels is waited for."""
+
     def __init__(self, server: Address, count: int, seed: int = 0, rate: float = 20.0,
-                 name_prefix: str = "bot") -> None:
+                 name_prefix: str = "bot", connect_timeout: float | None = None) -> None:
         self.server = server
         self.endpoint = UdpEndpoint("127.0.0.1" if server[0].startswith("127.") else "0.0.0.0", 0)
         rng = random.Random(seed)
+        self.connect_timeout = connect_timeout
         self.bots = [Bot(ClientProtocol(name=f"{name_prefix}-{i}", salt=rng.getrandbits(64) | 1),
                          Hunter(random.Random(rng.getrandbits(64)))) for i in range(count)]
         self.by_salt = {b.client.salt: b for b in self.bots}
@@ -62,9 +68,10 @@ class Swarm:
         """Connect every bot, hunt for `duration` seconds, disconnect, and report."""
         start = now_s()
         for bot in self.bots:
+            bot.client.connect_timeout = self.connect_timeout or duration
             self.endpoint.send(bot.client.connect(start), self.server)
         deadline = now_ns()
-        while now_s() - start < duration and not stop():
+        while now_s() - start < duration and not stop() and not self._all_done():
             period = int(1e9 / self.rate)
             now = now_s()
             for data, _addr in self.endpoint.recv_all():
@@ -90,6 +97,10 @@ class Swarm:
                 bot.closed_at = end
         self.endpoint.close()
         return self._report(end - start, end)
+
+    def _all_done(self) -> bool:
+        """Every bot has been denied, timed out or told to leave: nothing more to measure."""
+        return all(b.error is not None for b in self.bots)
 
     def _route(self, data: bytes, now: float) -> None:
         if len(data) < HEADER_SIZE:
@@ -132,6 +143,7 @@ class Swarm:
             snapshots_per_bot_per_s=round(sum(rates) / len(rates), 2) if rates else 0.0,
             claims=sum(len(b.claims) for b in self.bots),
             errors=sum(1 for b in self.bots if b.error is not None),
+            error_reasons=dict(Counter(b.error for b in self.bots if b.error is not None)),
             drops=int(sum(int(b.client.drops.sum()) for b in self.bots)),
             duration_s=round(duration, 3),
         )
