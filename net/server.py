@@ -64,6 +64,7 @@ class ServerProtocol:
         self._free = list(range(self.capacity))  # a heap: the lowest free slot is reused first
         self._rng = rng or random.SystemRandom()
         self._replies: list[tuple[bytes, Address]] = []
+        self._answered: set[int] = set()  # slots sent an accept while handling this batch
         self.accepting = True
         self.timeout_ns = int(limits.session_timeout * 1e9)
         # preallocated per-tick buffers
@@ -95,6 +96,7 @@ class ServerProtocol:
                               self.sessions, self.world.pi, now, self.drops, self.accepted,
                               self._ctrl_index, self._ctrl_kind)
         events: list = []
+        self._answered.clear()
         for k in range(n_ctrl):
             i = int(self._ctrl_index[k])
             kind = int(self._ctrl_kind[k])
@@ -135,7 +137,9 @@ class ServerProtocol:
         known = self._by_salt.get((ip, port, salt))
         if known is not None:  # a retry whose accept was lost: same answer, nothing new
             self.drops[D.DUPLICATE_CONNECT] += 1
-            self._accept(known, salt, addr)
+            if known not in self._answered:  # one accept per batch: retries pile up in a stall
+                self._answered.add(known)
+                self._accept(known, salt, addr)
             return
         if not self.accepting:
             self._deny(payload, addr, DENY_SHUTTING_DOWN)
@@ -160,6 +164,7 @@ class ServerProtocol:
         self._by_salt[(ip, port, salt)] = slot
         self.world.join(slot)
         self.accepted[1] += 1
+        self._answered.add(slot)
         self._accept(slot, salt, addr)
         events.append(PlayerJoined(slot, sid, self.names[slot], addr))
 

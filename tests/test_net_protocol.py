@@ -631,3 +631,21 @@ def test_first_snapshot_tick_is_the_accepts_server_tick(netkit):
     (ev,) = netkit.connect(proto, client, A, 0)
     (snap,) = tick(proto, {0: client}, 50)[0]
     assert snap.tick == ev.info.server_tick == 12 and snap.sequence == 1
+
+
+def test_retries_piled_up_in_one_batch_get_one_accept(netkit):
+    """A client resending every 0.25 s while the server stalls gets one answer per tick."""
+    proto = netkit.server()
+    client = ClientProtocol(name="patient", salt=77)
+    batch = DatagramBatch.allocate(32)
+    request = client.connect(0.0)
+    for _ in range(20):
+        batch.put(request, ip_to_int("127.0.0.1"), 4000)
+    events = proto.receive_batch(batch, 0)
+    replies = proto.datagrams_to_send()
+    assert len(events) == 1 and len(replies) == 1  # one session, one accept
+    assert proto.drops[D.DUPLICATE_CONNECT] == 19
+    batch.count = 0
+    batch.put(request, ip_to_int("127.0.0.1"), 4000)
+    assert proto.receive_batch(batch, 1) == []
+    assert len(proto.datagrams_to_send()) == 1  # a later retry is answered again
