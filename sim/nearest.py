@@ -1,4 +1,8 @@
-"""Nearest buried treasure to a point, through the treasure grid."""
+"""Grid queries: the nearest buried treasure (k = 1, no scratch), and the k nearest members.
+
+Both walk cells in rings of growing Chebyshev distance and stop as soon as no unvisited
+cell can hold a nearer candidate; both order candidates by (distance, index).
+"""
 
 from __future__ import annotations
 
@@ -56,3 +60,63 @@ def nearest_buried(x: float, y: float, radius: float, tf: np.ndarray, ti: np.nda
                             best_d2 = d2
                 gx += step
     return best, best_d2
+
+
+@kernel
+def nearest_k(x: float, y: float, radius: float, xs: np.ndarray, ys: np.ndarray,
+              member: np.ndarray, want: int, exclude: int, starts: np.ndarray,
+              items: np.ndarray, cell_size: float, cols: int, rows: int,
+              near: np.ndarray, near_d2: np.ndarray, k: int) -> int:
+    """Up to k grid members within `radius` of (x, y), sorted by (distance, index).
+
+    Writes indices to near (int32[>=k]) and squared distances to near_d2 (float64[>=k]);
+    returns how many. member[i] == want selects (e.g. alive players, buried treasures).
+    Cells are walked in rings of growing Chebyshev distance from the cell of (x, y): the
+    nearest candidates come first, so most later ones fail the first comparison, and the
+    walk stops once k are held and no unvisited cell can hold a nearer one (ring r is at
+    least (r-1)*cell_size away). The result does not depend on the walk order.
+    """
+    n = 0
+    r2 = radius * radius
+    cx = cell_coord(x, cell_size, cols)
+    cy = cell_coord(y, cell_size, rows)
+    reach_cells = radius / cell_size
+    max_ring = cols + rows if reach_cells >= cols + rows else int(reach_cells) + 1
+    for ring in range(max_ring + 1):
+        reach = (ring - 1) * cell_size
+        if ring > 0 and n == k and near_d2[k - 1] <= reach * reach:
+            break
+        if cx - ring < 0 and cy - ring < 0 and cx + ring >= cols and cy + ring >= rows:
+            break  # this ring and every later one lie wholly outside the grid
+        for gy in range(cy - ring, cy + ring + 1):
+            if gy < 0 or gy >= rows:
+                continue
+            step = 1 if (gy == cy - ring or gy == cy + ring) else 2 * ring
+            gx = cx - ring
+            while gx <= cx + ring:
+                if 0 <= gx < cols:
+                    c = gy * cols + gx
+                    for m in range(starts[c], starts[c + 1]):
+                        j = items[m]
+                        if j == exclude or member[j] != want:
+                            continue
+                        dx = np.float64(xs[j]) - x
+                        dy = np.float64(ys[j]) - y
+                        d2 = dx * dx + dy * dy
+                        if d2 > r2:
+                            continue
+                        if n == k and (d2 > near_d2[k - 1]
+                                       or (d2 == near_d2[k - 1] and j > near[k - 1])):
+                            continue
+                        pos = n if n < k else k - 1  # when full, the last one drops out
+                        while pos > 0 and (near_d2[pos - 1] > d2
+                                           or (near_d2[pos - 1] == d2 and near[pos - 1] > j)):
+                            near[pos] = near[pos - 1]
+                            near_d2[pos] = near_d2[pos - 1]
+                            pos -= 1
+                        near[pos] = j
+                        near_d2[pos] = d2
+                        if n < k:
+                            n += 1
+                gx += step
+    return n
