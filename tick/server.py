@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import random
 import signal
 import threading
 
@@ -41,8 +40,8 @@ class GameServer:
         self.tick_rate = float(config.rates.tick_rate)
         self.period_ns = int(round(1e9 / self.tick_rate))
         self.world: World = new_world(config.rules, self.tick_rate)
-        self.protocol = ServerProtocol(self.world, config.limits, self.tick_rate,
-                                       random.Random(config.rules.seed ^ 0x5E55_1011))
+        # session-id nonces come from the OS, not the world seed: they must not be guessable
+        self.protocol = ServerProtocol(self.world, config.limits, self.tick_rate)
         self.endpoint = endpoint or UdpEndpoint(config.host, config.port)
         self.batch = DatagramBatch.allocate(config.limits.rx_batch)
         self.timings = TickTimings(config.rates.timing_ring)
@@ -51,7 +50,6 @@ class GameServer:
         self.packets_out = 0
         self.bytes_out = 0
         self._stop = threading.Event()
-        self._names_by_slot = self.protocol.names
         self._marks = [0] * 6  # phase boundaries of the current tick (ns)
 
     @property
@@ -141,7 +139,7 @@ class GameServer:
 
     def _on_world_events(self) -> None:
         # (durability issue: these rows go to the ledger writer here)
-        names = self._names_by_slot
+        names = self.protocol.names
         for row in self.world.events[:self.world.event_count]:
             kind = row[S.EV_KIND]
             if kind == S.EVENT_CLAIM:
