@@ -51,6 +51,7 @@ class GameServer:
         self.bytes_out = 0
         self._stop = threading.Event()
         self._marks = [0] * 6  # phase boundaries of the current tick (ns)
+        self._gc_at_start = 0
 
     @property
     def address(self) -> tuple[str, int]:
@@ -69,6 +70,7 @@ class GameServer:
         # run: move it out of the collector's sight so a collection never rescans it.
         gc.collect()
         gc.freeze()
+        self._gc_at_start = _gc_collections()
         start = now_ns()
         end = start + int(duration * 1e9) if duration is not None else None
         deadline = start
@@ -159,11 +161,15 @@ class GameServer:
         board = [f"{self.protocol.names[int(s)]}={int(sc)}" for s, _, sc in self.world.board
                  if s >= 0 and sc > 0][:5]
         drops = drops_by_reason(self.protocol.drops)
-        collections = sum(s["collections"] for s in gc.get_stats())
+        collections = _gc_collections() - self._gc_at_start  # since the first tick
         log.info("tick %d | players %d | claims %d | tick ms p50 %.2f p99 %.2f | overruns %d"
                  " | gc %d | leaders %s | drops %s", self.world.tick,
                  self.protocol.connected_count(), self.claims, p50, p99, self.timings.overruns,
                  collections, " ".join(board) or "-", drops or "-")
+
+
+def _gc_collections() -> int:
+    return sum(s["collections"] for s in gc.get_stats())
 
 
 def install_signal_handlers(server: GameServer) -> None:
