@@ -14,6 +14,21 @@ from sim.schema import BURIED, T_STATE, TX, TY
 
 
 @kernel
+def last_ring(radius: float, cell_size: float, cols: int, rows: int) -> int:
+    """The last ring a walk within `radius` may need: ring k is at least (k-1)*cell_size
+    away, and past cols + rows rings everything lies off the grid. Capped in floats first:
+    float -> int beyond int64 is undefined (a huge radius used to walk nothing)."""
+    reach_cells = radius / cell_size
+    return cols + rows if reach_cells >= cols + rows else int(reach_cells) + 1
+
+
+@kernel
+def ring_off_grid(cx: int, cy: int, ring: int, cols: int, rows: int) -> bool:
+    """True when ring `ring` around cell (cx, cy), and so every later ring, misses the grid."""
+    return cx - ring < 0 and cy - ring < 0 and cx + ring >= cols and cy + ring >= rows
+
+
+@kernel
 def nearest_buried(x: float, y: float, radius: float, tf: np.ndarray, ti: np.ndarray,
                    starts: np.ndarray, items: np.ndarray, cell_size: float, cols: int,
                    rows: int) -> tuple:
@@ -29,16 +44,13 @@ def nearest_buried(x: float, y: float, radius: float, tf: np.ndarray, ti: np.nda
     r2 = radius * radius
     cx = cell_coord(x, cell_size, cols)
     cy = cell_coord(y, cell_size, rows)
-    # ring k is at least (k-1)*cell_size away; past cols+rows rings all lie off the grid.
-    # Cap in floats first: float -> int beyond int64 is undefined (a huge radius walked nothing).
-    reach_cells = radius / cell_size
-    max_ring = cols + rows if reach_cells >= cols + rows else int(reach_cells) + 1
+    max_ring = last_ring(radius, cell_size, cols, rows)
     for ring in range(max_ring + 1):
         reach = (ring - 1) * cell_size  # no unvisited cell is closer than this
         if best >= 0 and ring > 0 and best_d2 <= reach * reach:
             break
-        if cx - ring < 0 and cy - ring < 0 and cx + ring >= cols and cy + ring >= rows:
-            break  # the ring lies wholly outside the grid, and so do all later ones
+        if ring_off_grid(cx, cy, ring, cols, rows):
+            break
         for gy in range(cy - ring, cy + ring + 1):
             if gy < 0 or gy >= rows:
                 continue
@@ -80,14 +92,13 @@ def nearest_k(x: float, y: float, radius: float, xs: np.ndarray, ys: np.ndarray,
     r2 = radius * radius
     cx = cell_coord(x, cell_size, cols)
     cy = cell_coord(y, cell_size, rows)
-    reach_cells = radius / cell_size
-    max_ring = cols + rows if reach_cells >= cols + rows else int(reach_cells) + 1
+    max_ring = last_ring(radius, cell_size, cols, rows)
     for ring in range(max_ring + 1):
         reach = (ring - 1) * cell_size
         if ring > 0 and n == k and near_d2[k - 1] <= reach * reach:
             break
-        if cx - ring < 0 and cy - ring < 0 and cx + ring >= cols and cy + ring >= rows:
-            break  # this ring and every later one lie wholly outside the grid
+        if ring_off_grid(cx, cy, ring, cols, rows):
+            break
         for gy in range(cy - ring, cy + ring + 1):
             if gy < 0 or gy >= rows:
                 continue
