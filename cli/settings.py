@@ -21,7 +21,7 @@ class SettingsError(ValueError):
 
 #: TOML sections and the settings dataclass each fills. "server" holds host and port.
 SECTIONS = {"game": GameRules, "net": NetLimits, "tick": TickRates}
-SERVER_KEYS = ("host", "port")
+SERVER_KEYS = ("host", "port", "io")
 
 
 def _fields(cls) -> dict[str, Any]:

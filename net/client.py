@@ -7,7 +7,7 @@ events; it produces the datagrams to send. Used by the tests and the bots.
 from __future__ import annotations
 
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import msgpack
@@ -19,6 +19,9 @@ from net.wire import (BUTTON_DIG, CONNECT_ACCEPT, CONNECT_ACCEPT_BODY, CONNECT_D
                       HEADER_SIZE, INPUT, INPUT_PREFIX, INPUT_RECORD, KEEPALIVE, MAX_DATAGRAM,
                       MAX_INPUTS_PER_PACKET, MAX_NAME_BYTES, PROTOCOL_ID, SNAPSHOT, VERSION,
                       pack_header, unpack_header)
+
+#: Snapshots a client keeps as possible baselines: more than any server ring (64 at most).
+HELD_SNAPSHOTS = 64
 
 DISCONNECTED, CONNECTING, CONNECTED, DENIED, CLOSED = ("disconnected", "connecting",
                                                        "connected", "denied", "closed")
@@ -56,11 +59,12 @@ class Snapshot:
     score: int
     dig_progress: int  # 0..255
     heat: int  # 0..255
-    players: list[tuple[int, float, float]]
-    treasures: list[tuple[int, float, float, int]]
+    players: list[tuple[int, float, float, float, float]]  # id, x, y, vx, vy (units/s)
+    treasures: list[tuple[int, float, float, int]]  # id, x, y, value
     claims: list[tuple[int, int, int, int]]  # tick, slot, treasure, value; newest first
     leaderboard: list[tuple[int, int]] | None  # slot, score
     hunt_result: tuple[int, list[tuple[int, int]]] | None
+    baseline: int | None = None  # the tick this snapshot was a delta against, if any
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ class ClientProtocol:
         self._last_sent = 0.0
         self._last_heard = 0.0
         self.last_snapshot_tick = 0
+        # entity lists of recent snapshots by tick: the baselines deltas refer to
+        self.held: OrderedDict[int, Held] = OrderedDict()
 
     @property
     def input_seq(self) -> int:
@@ -210,13 +216,16 @@ class ClientProtocol:
                 return []
             self.state = CLOSED
             return [Disconnected("server", data[HEADER_SIZE])]
-        snapshot = parse_snapshot(data, header.sequence, self.info)
+        snapshot, lists, why = decode_snapshot(data, header.sequence, self.info, self.held)
         if snapshot is None:
-            self.drops[D.BAD_PAYLOAD] += 1
+            self.drops[D.NO_BASELINE if why == "no_baseline" else D.BAD_PAYLOAD] += 1
             return []
         self._rx_seq = header.sequence
         self._last_heard = now
-        self.last_snapshot_tick = max(self.last_snapshot_tick, snapshot.tick)
+        self.held[snapshot.tick] = lists
+        while len(self.held) > HELD_SNAPSHOTS:
+            self.held.popitem(last=False)
+        self.last_snapshot_tick = snapshot.tick  # the ack: newest held (sequences only grow)
         return [snapshot]
 
     def _on_accept(self, data: bytes, sid: int, now: float) -> list:
@@ -250,53 +259,164 @@ class ClientProtocol:
         return [Denied(reason)]
 
 
-def _uints(value: object, group: int) -> list[tuple[int, ...]] | None:
-    """A flat msgpack array of unsigned ints, grouped; None if it is anything else."""
+def _ints(value: object, group: int, signed: bool = False) -> list[tuple[int, ...]] | None:
+    """A flat msgpack array of ints (unsigned unless `signed`), grouped; None if it is
+    anything else."""
     if not isinstance(value, list) or len(value) % group:
         return None
-    if not all(type(v) is int and v >= 0 for v in value):
+    if not all(type(v) is int and (signed or v >= 0) for v in value):
         return None
     return [tuple(value[i:i + group]) for i in range(0, len(value), group)]
 
 
-def parse_snapshot(data: bytes, sequence: int, info: ServerInfo) -> Snapshot | None:
-    """Decode a SNAPSHOT datagram (header already checked); None if malformed.
+def _uints(value: object, group: int) -> list[tuple[int, ...]] | None:
+    return _ints(value, group)
+
+
+def _u16(v: int) -> bool:
+    return 0 <= v <= 0xFFFF
+
+
+def _predict(q: int, v: int, dt: int) -> int:
+    """docs/PROTOCOL.md 7.6: where a client extrapolates a coordinate."""
+    return min(65535, max(0, q + v * dt))
+
+
+@dataclass(frozen=True)
+class Held:
+    """The entity lists a client holds after one snapshot, in quanta (the baseline of later
+    deltas). players: (id, qx, qy, vx, vy) rows; treasures: (id, qx, qy, value) rows."""
+
+    tick: int
+    players: tuple[tuple[int, int, int, int, int], ...]
+    treasures: tuple[tuple[int, int, int, int], ...]
+
+
+def _payload(data: bytes) -> dict | None:
+    try:
+        m = msgpack.unpackb(data[HEADER_SIZE:], raw=False, strict_map_key=True,
+                            max_str_len=8, max_bin_len=0, max_ext_len=0, max_array_len=1024,
+                            max_map_len=16)
+    except (ValueError, msgpack.UnpackException):  # FormatError, StackError, ExtraData...
+        return None
+    return m if isinstance(m, dict) else None
+
+
+def _indices(value: object, n: int) -> list[int] | None:
+    """Strictly ascending baseline indices < n."""
+    rows = _ints(value, 1)
+    if rows is None:
+        return None
+    out = [r[0] for r in rows]
+    if any(i >= n for i in out) or any(a >= b for a, b in zip(out, out[1:])):
+        return None
+    return out
+
+
+def _rebuild(m: dict, tick: int, base: Held | None) -> Held | None:
+    """The entity lists after this snapshot: m's full lists, or `base` with m's delta
+    applied (docs/PROTOCOL.md 7.6). None if the lists are malformed."""
+    if base is None:
+        players = _ints(m.get("p"), 5, signed=True)
+        treasures = _ints(m.get("tr"), 4)
+        if players is None or treasures is None:
+            return None
+        if not all(p[0] >= 0 and _u16(p[1]) and _u16(p[2]) for p in players):
+            return None
+        if not all(_u16(t[1]) and _u16(t[2]) for t in treasures):
+            return None
+        return Held(tick, tuple(players), tuple(treasures))
+    dt = (tick - base.tick) & 0xFFFFFFFF
+    nb = len(base.players)
+    moved = _ints(m.get("pm", []), 3, signed=True)
+    turned = _ints(m.get("pv", []), 5, signed=True)
+    removed = _indices(m.get("pr", []), nb)
+    new = _ints(m.get("pn", []), 5, signed=True)
+    t_removed = _indices(m.get("tx", []), len(base.treasures))
+    t_new = _ints(m.get("tn", []), 4)
+    if None in (moved, turned, removed, new, t_removed, t_new):
+        return None
+    rows = [[q[0], _predict(q[1], q[3], dt), _predict(q[2], q[4], dt), q[3], q[4]]
+            for q in base.players]
+    touched = set()
+    for entry in moved + turned:
+        i = entry[0]
+        if not 0 <= i < nb or i in touched:
+            return None
+        touched.add(i)
+        row = rows[i]
+        row[1] += entry[1]
+        row[2] += entry[2]
+        if len(entry) == 5:
+            row[3], row[4] = entry[3], entry[4]
+        if not (_u16(row[1]) and _u16(row[2])):
+            return None
+    gone = set(removed)
+    players = [tuple(r) for i, r in enumerate(rows) if i not in gone]
+    if not all(p[0] >= 0 and _u16(p[1]) and _u16(p[2]) for p in new):
+        return None
+    players += new
+    t_gone = set(t_removed)
+    treasures = [t for i, t in enumerate(base.treasures) if i not in t_gone]
+    if not all(_u16(t[1]) and _u16(t[2]) for t in t_new):
+        return None
+    treasures += t_new
+    return Held(tick, tuple(players), tuple(treasures))
+
+
+def decode_snapshot(data: bytes, sequence: int, info: ServerInfo,
+                    held: dict[int, Held] | None = None) -> tuple[Snapshot | None, Held | None, str]:
+    """Decode a SNAPSHOT datagram (header already checked) against the lists `held` by
+    tick. Returns (snapshot, its lists, "") or (None, None, why) with why "bad_payload" or
+    "no_baseline" (a delta against a snapshot this client does not hold).
 
     msgpack decoding is bounded: no string, array or map can be larger than a valid
     snapshot's, and the payload is at most MAX_DATAGRAM bytes.
     """
-    try:
-        m = msgpack.unpackb(data[HEADER_SIZE:], raw=False, strict_map_key=True,
-                            max_str_len=8, max_bin_len=0, max_ext_len=0, max_array_len=512,
-                            max_map_len=16)
-    except (ValueError, msgpack.UnpackException):  # FormatError, StackError, ExtraData...
-        return None
-    if not isinstance(m, dict):
-        return None
+    m = _payload(data)
+    if m is None:
+        return None, None, "bad_payload"
     hunt = _uints(m.get("h"), 2)
     me = _uints(m.get("me"), 6)
-    players = _uints(m.get("p"), 3)
-    treasures = _uints(m.get("tr"), 4)
     claims = _uints(m.get("ev", []), 4)
     board = _uints(m["lb"], 2) if "lb" in m else []
     result = m.get("hr", [0])
-    tick, ack = m.get("t"), m.get("a")
+    tick, ack, b = m.get("t"), m.get("a"), m.get("b")
     if (type(tick) is not int or type(ack) is not int or hunt is None or len(hunt) != 1
-            or me is None or len(me) != 1 or players is None or treasures is None
-            or claims is None or board is None or not isinstance(result, list) or not result):
-        return None
+            or me is None or len(me) != 1 or claims is None or board is None
+            or not isinstance(result, list) or not result
+            or not (b is None or type(b) is int)):
+        return None, None, "bad_payload"
     result_rows = _uints(result[1:], 2)
     if result_rows is None or type(result[0]) is not int:
-        return None
+        return None, None, "bad_payload"
+    base = None
+    if b is not None:
+        base = (held or {}).get(b)
+        if base is None:
+            return None, None, "no_baseline"
+    lists = _rebuild(m, tick, base)
+    if lists is None:
+        return None, None, "bad_payload"
     sx = info.world_width / 65536.0
     sy = info.world_height / 65536.0
+    vsx = sx * info.tick_rate  # quanta per tick -> units per second
+    vsy = sy * info.tick_rate
     slot, qx, qy, score, dig, heat = me[0]
-    return Snapshot(
+    snapshot = Snapshot(
         sequence=sequence, tick=tick, ack=ack, hunt_id=hunt[0][0], ticks_left=hunt[0][1],
         slot=slot, x=qx * sx, y=qy * sy, score=score, dig_progress=dig, heat=heat,
-        players=[(p, qx * sx, qy * sy) for p, qx, qy in players],
-        treasures=[(t, qx * sx, qy * sy, v) for t, qx, qy, v in treasures],
+        players=[(p, px * sx, py * sy, vx * vsx, vy * vsy) for p, px, py, vx, vy in lists.players],
+        treasures=[(t, tx * sx, ty * sy, v) for t, tx, ty, v in lists.treasures],
         claims=list(claims),
         leaderboard=list(board) if "lb" in m else None,
         hunt_result=(result[0], list(result_rows)) if "hr" in m else None,
+        baseline=b,
     )
+    return snapshot, lists, ""
+
+
+def parse_snapshot(data: bytes, sequence: int, info: ServerInfo,
+                   held: dict[int, Held] | None = None) -> Snapshot | None:
+    """decode_snapshot's snapshot alone (None when it is dropped, for either reason)."""
+    return decode_snapshot(data, sequence, info, held)[0]

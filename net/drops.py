@@ -7,11 +7,11 @@ import numpy as np
 # Reasons, in the order a receiver checks (docs/PROTOCOL.md, "Order of checks").
 (TOO_SHORT, OVERSIZE, BAD_PROTOCOL, BAD_VERSION, BAD_FLAGS, BAD_TYPE, BAD_LENGTH,
  UNKNOWN_SESSION, WRONG_ADDRESS, STALE_SEQUENCE, BAD_PAYLOAD, DUPLICATE_CONNECT,
- SERVER_FULL) = range(13)
+ SERVER_FULL, NO_BASELINE) = range(14)
 
 REASONS = ("too_short", "oversize", "bad_protocol", "bad_version", "bad_flags", "bad_type",
            "bad_length", "unknown_session", "wrong_address", "stale_sequence", "bad_payload",
-           "duplicate_connect", "server_full")
+           "duplicate_connect", "server_full", "no_baseline")
 
 
 def new_drop_counters() -> np.ndarray:

@@ -20,7 +20,9 @@ class Hunter:
     def decide(self, snap: Snapshot, info: ServerInfo) -> tuple[int, int, bool]:
         """(move_x, move_y, dig) for the next input."""
         if snap.treasures:
-            _, tx, ty, _ = snap.treasures[0]  # nearest first
+            # the nearest (a delta snapshot's list is not ordered by distance)
+            _, tx, ty, _ = min(snap.treasures,
+                               key=lambda t: (t[1] - snap.x) ** 2 + (t[2] - snap.y) ** 2)
             dx, dy = tx - snap.x, ty - snap.y
             dist = math.hypot(dx, dy)
             if dist <= info.dig_radius * 0.5:

@@ -18,11 +18,14 @@ class NetLimits:
 
     session_timeout: float = 5.0  # silence after which a session is dropped
     rx_batch: int = 1024  # datagrams drained per batch
-    max_visible_players: int = 48  # other players per snapshot, nearest first
+    max_visible_players: int = 32  # other players per snapshot, nearest first
     max_visible_treasures: int = 16  # revealed treasures per snapshot, nearest first
     claim_event_window: float = 2.0  # recent claims repeat in snapshots this long
     leaderboard_every: float = 1.0  # each client gets the live leaderboard this often
     hunt_result_window: float = 5.0  # the last hunt's result repeats this long
+    snapshot_ring: int = 8  # past snapshots kept per client as delta baselines
+    aoi_hysteresis: float = 0.1  # in view within r, out of view only beyond r * (1 + this)
+    delta_tolerance: float = 0.25  # world units a client's extrapolation may be off
 
     def validate(self) -> None:
         """Raise LimitsError naming the first bad field."""
@@ -32,10 +35,16 @@ class NetLimits:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise LimitsError(f"{name} must be a positive number, got {value!r}")
         for name, top in (("rx_batch", 65536), ("max_visible_players", 120),
-                          ("max_visible_treasures", 32)):
+                          ("max_visible_treasures", 32), ("snapshot_ring", 64)):
             value = getattr(self, name)
             if not (isinstance(value, int) and 1 <= value <= top):
                 raise LimitsError(f"{name} must be an integer in 1..{top}, got {value!r}")
+        for name in ("aoi_hysteresis", "delta_tolerance"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 1000):
+                raise LimitsError(f"{name} must be a number in 0..1000, got {value!r}")
+        if self.snapshot_ring < 2:
+            raise LimitsError(f"snapshot_ring must be at least 2, got {self.snapshot_ring!r}")
         worst = worst_snapshot_size(self.max_visible_players, self.max_visible_treasures)
         if worst > MAX_DATAGRAM:
             raise LimitsError(
@@ -46,20 +55,27 @@ class NetLimits:
 def worst_snapshot_size(players: int, treasures: int) -> int:
     """Upper bound in bytes of a SNAPSHOT datagram with these caps (see docs/PROTOCOL.md).
 
-    Every unsigned integer is counted at its widest form in practice: ids and quantized
-    positions as uint16 (3 bytes), ticks and scores as uint32 (5 bytes).
+    Every integer is counted at its widest possible form: ids, quantized positions and
+    velocities as 3 bytes, ticks, scores and residuals as 5. The bigger of a full and a
+    delta snapshot counts; "lb" and "hr" never travel together.
     """
-    u8, u16, u32 = 2, 3, 5
+    u8, u16, u32, i16, i32 = 2, 3, 5, 3, 5
+    value = 1  # treasure values are 1..100: a positive fixint
+    idx = 1  # a baseline index < 128 is a positive fixint
     arr = 3  # array16 header, the widest any of these arrays needs
     key = 3  # fixstr of up to 2 characters
     size = HEADER_SIZE + 1  # fixmap header
     size += key + u32  # "t" tick
     size += key + u32  # "a" input ack
+    size += key + u32  # "b" baseline tick (deltas only)
     size += key + 1 + u32 + u32  # "h" [hunt id, ticks left]
     size += key + 1 + u16 + u16 + u16 + u32 + u8 + u8  # "me"
-    size += key + arr + players * 3 * u16  # "p"
-    size += key + arr + treasures * (3 * u16 + 1 + 1)  # "tr"
-    size += key + arr + CLAIM_EVENTS_MAX * (u32 + u16 + u16 + 1)  # "ev"
-    size += key + arr + LEADERBOARD_MAX * (u16 + u32)  # "lb"
-    size += key + arr + u32 + LEADERBOARD_MAX * (u16 + u32)  # "hr"
+    player_full = 3 * u16 + 2 * i16
+    player_delta = max(idx + 2 * i32 + 2 * i16,  # "pv" (a "pm" row is smaller)
+                       idx + player_full)  # "pr" index, then a "pn" row
+    size += 4 * (key + arr) + players * max(player_full, player_delta)
+    treasure = 3 * u16 + value
+    size += 2 * (key + arr) + treasures * (idx + treasure)  # "tx" + "tn" (or "tr")
+    size += key + arr + CLAIM_EVENTS_MAX * (u32 + u16 + u16 + value)  # "ev"
+    size += key + arr + u32 + LEADERBOARD_MAX * (u16 + u32)  # "hr" (or the smaller "lb")
     return size

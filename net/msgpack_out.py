@@ -41,6 +41,35 @@ def put_uint(buf: np.ndarray, pos: int, v: int) -> int:
 
 
 @kernel
+def put_int(buf: np.ndarray, pos: int, v: int) -> int:
+    """A signed integer in the smallest form msgpack-python picks: a non-negative value as
+    put_uint; -32..-1 negative fixint; then int8, int16, int32, int64."""
+    if v >= 0:
+        return put_uint(buf, pos, v)
+    if v >= -32:
+        buf[pos] = v & 0xFF
+        return pos + 1
+    if v >= -128:
+        buf[pos] = 0xD0
+        buf[pos + 1] = v & 0xFF
+        return pos + 2
+    if v >= -32768:
+        buf[pos] = 0xD1
+        buf[pos + 1] = (v >> 8) & 0xFF
+        buf[pos + 2] = v & 0xFF
+        return pos + 3
+    if v >= -2147483648:
+        buf[pos] = 0xD2
+        for k in range(4):
+            buf[pos + 1 + k] = (v >> (24 - 8 * k)) & 0xFF
+        return pos + 5
+    buf[pos] = 0xD3
+    for k in range(8):
+        buf[pos + 1 + k] = (v >> (56 - 8 * k)) & 0xFF
+    return pos + 9
+
+
+@kernel
 def put_array(buf: np.ndarray, pos: int, n: int) -> int:
     """An array header for n elements: fixarray or array16 (n < 65536)."""
     if n < 16:

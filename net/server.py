@@ -23,7 +23,8 @@ from net.limits import NetLimits
 from net.sessions import (CONNECTED, FREE, S_ID, S_IP, S_LAST_HEARD, S_LAST_RX_SEQ, S_PORT,
                           S_SALT, S_SNAPSHOT_ACK, S_STATE, S_TX_SEQ, S_JOINED,
                           new_session_table, session_id)
-from net.snapshot import SnapshotCaps, encode_snapshots
+from net.snapshot import SnapshotCaps, count_sizes, encode_snapshots, new_encode_scratch
+from net.snapshot_ring import new_snapshot_ring, reset_client
 from net.timeouts import expired_sessions
 from net.wire import (CONNECT_ACCEPT, CONNECT_ACCEPT_BODY, CONNECT_DENY, CONNECT_DENY_BODY,
                       CONNECT_REQUEST_BODY, DENY_SERVER_FULL, DENY_SHUTTING_DOWN, DENY_VERSION,
@@ -46,10 +47,12 @@ class ServerProtocol:
     limits: NetLimits (validated here).
     tick_rate: simulation ticks per second (for windows given in seconds).
     rng: source of session-id nonces; pass a seeded random.Random in tests.
+    snapshot_every: ticks between two snapshots to one client (clients are spread evenly
+    over those ticks).
     """
 
     def __init__(self, world: World, limits: NetLimits, tick_rate: float,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, snapshot_every: int = 1) -> None:
         limits.validate()
         self.world = world
         self.limits = limits
@@ -75,16 +78,31 @@ class ServerProtocol:
         self.out = np.zeros(self.capacity * MAX_DATAGRAM + 4096, np.uint8)
         self.out_off = np.zeros(self.capacity + 1, np.int32)
         self.out_slot = np.zeros(self.capacity, np.int32)
+        self.out_ip = np.zeros(self.capacity, np.int64)
+        self.out_port = np.zeros(self.capacity, np.int64)
         self.out_count = 0
-        k = max(limits.max_visible_players, limits.max_visible_treasures)
-        self._near = np.zeros(k, np.int32)
-        self._near_d2 = np.zeros(k, np.float64)
+        # sizes of every snapshot encoded (bytes -> count), for reports: one kernel call a tick
+        self.snapshot_sizes = np.zeros(MAX_DATAGRAM + 1, np.int64)
+        self.snapshot_every = snapshot_every
+        self.snapshot_rate = tick_rate / snapshot_every
+        self.ring = new_snapshot_ring(self.capacity, world.rules.treasure_count,
+                                      limits.snapshot_ring, limits.max_visible_players,
+                                      limits.max_visible_treasures)
+        self._scratch = new_encode_scratch(limits.max_visible_players,
+                                           limits.max_visible_treasures, self.capacity,
+                                           world.rules.treasure_count)
+        rules = world.rules
         self.caps = SnapshotCaps(
             max_players=limits.max_visible_players,
             max_treasures=limits.max_visible_treasures,
             claim_window_ticks=seconds_to_ticks(limits.claim_event_window, tick_rate),
-            leaderboard_every_ticks=seconds_to_ticks(limits.leaderboard_every, tick_rate),
+            leaderboard_every_snapshots=seconds_to_ticks(limits.leaderboard_every,
+                                                         self.snapshot_rate),
             result_window_ticks=seconds_to_ticks(limits.hunt_result_window, tick_rate),
+            snapshot_every=snapshot_every,
+            exit_scale=1.0 + limits.aoi_hysteresis,
+            tolerance_x=int(limits.delta_tolerance * 65536 / rules.world_width),
+            tolerance_y=int(limits.delta_tolerance * 65536 / rules.world_height),
         )
 
     # ---- receiving ------------------------------------------------------------------
@@ -159,6 +177,7 @@ class ServerProtocol:
         s[S_LAST_HEARD, slot] = now
         s[S_JOINED, slot] = now
         s[S_SALT, slot] = salt - (1 << 64) if salt >= 1 << 63 else salt  # u64 bits in an int64
+        reset_client(self.ring, slot)
         self.names[slot] = name or f"player-{slot}"
         self.addresses[slot] = addr
         self._by_salt[(ip, port, salt)] = slot
@@ -171,7 +190,7 @@ class ServerProtocol:
     def _accept(self, slot: int, salt: int, addr: Address) -> None:
         rules, kr = self.world.rules, self.world.kr
         body = CONNECT_ACCEPT_BODY.pack(
-            salt, slot, int(round(self.tick_rate)), int(round(self.tick_rate)), 0,
+            salt, slot, int(round(self.tick_rate)), int(round(self.snapshot_rate)), 0,
             rules.world_width, rules.world_height, rules.dig_radius, rules.reveal_radius,
             kr.dig_ticks, self.world.tick & 0xFFFFFFFF, int(self.limits.session_timeout * 1000))
         self._replies.append(
@@ -192,6 +211,7 @@ class ServerProtocol:
         self._by_salt.pop((ip, port, salt), None)
         s[:, slot] = 0
         s[S_STATE, slot] = FREE
+        reset_client(self.ring, slot)
         self.world.leave(slot)
         name = self.names[slot]
         self.names[slot] = ""
@@ -228,7 +248,9 @@ class ServerProtocol:
         self.out_count = encode_snapshots(
             self.sessions, w.pf, w.pi, w.tf, w.ti, w.p_starts, w.p_items, w.t_starts,
             w.t_items, w.clock, w.claim_ring, w.board, w.final_board, w.kr, self.caps,
-            self.out, self.out_off, self.out_slot, self._near, self._near_d2)
+            self.ring, self._scratch, self.out, self.out_off, self.out_slot, self.out_ip,
+            self.out_port)
+        count_sizes(self.out_off, self.out_count, self.snapshot_sizes)
         return self.out_count
 
     def snapshots(self) -> Iterator[tuple[memoryview, Address]]:
@@ -249,7 +271,7 @@ class ServerProtocol:
         return int(np.count_nonzero(self.sessions[S_STATE] == CONNECTED))
 
     def snapshot_ack(self, slot: int) -> int:
-        """Newest snapshot tick the client in `slot` reported (for delta snapshots, later)."""
+        """Newest snapshot tick the client in `slot` acknowledged (its delta baseline)."""
         return int(self.sessions[S_SNAPSHOT_ACK, slot])
 
     def last_rx_sequence(self, slot: int) -> int:

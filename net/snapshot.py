@@ -1,8 +1,10 @@
 """Per-client snapshots, written by one kernel into one preallocated send buffer.
 
-For every connected session: the 16-byte header, then one msgpack map (docs/PROTOCOL.md,
-"SNAPSHOT"). Visible players and revealed treasures come from the world's grids, nearest
-first, capped so no snapshot exceeds net.limits.worst_snapshot_size.
+For every session due a snapshot this tick: the 16-byte header, then one msgpack map
+(docs/PROTOCOL.md, "SNAPSHOT"). Players and treasures in view come from the world's grids
+(net.aoi: nearest first, capped, with hysteresis at the edge). When the client has acked a
+snapshot still in its ring (net.snapshot_ring), only the difference is sent (net.delta);
+otherwise a full snapshot. Sizes are bounded by net.limits.worst_snapshot_size.
 """
 
 from __future__ import annotations
@@ -11,34 +13,79 @@ from typing import NamedTuple
 
 import numpy as np
 
-from net.msgpack_out import put_array, put_key, put_map, put_uint
-from net.sessions import CONNECTED, S_ID, S_STATE, S_TX_SEQ
+from net.aoi import gather_cells, select_visible
+from net.delta import (MOVED, REMOVED, TURNED, diff_players, diff_treasures, full_players,
+                       full_treasures, quantize)
+from net.msgpack_out import put_array, put_int, put_key, put_map, put_uint
+from net.sessions import CONNECTED, S_ID, S_IP, S_PORT, S_SNAPSHOT_ACK, S_STATE, S_TX_SEQ
+from net.snapshot_ring import (E_ID, E_QX, E_QY, E_VX, E_VY, PLAYER_FIELDS, TREASURE_FIELDS,
+                               V_BIAS, find_baseline)
 from net.wire import MAX_DATAGRAM, PROTOCOL_ID, SNAPSHOT, VERSION
 from sim.jit import kernel
-from sim.nearest import nearest_k
 from sim.schema import (BURIED, CLAIM_HEAD, CLAIM_RING, CR_SLOT, CR_TICK, CR_TREASURE,
                         CR_VALUE, HUNT_ID, HUNT_START, LAST_HUNT_END, LB_SCORE, LB_SLOT,
-                        P_ALIVE, P_DIG_TICKS, P_HEAT, P_INPUT_SEQ, P_SCORE, PX, PY,
-                        T_STATE, T_VALUE, TICK, TX, TY)
+                        P_ALIVE, P_DIG_TICKS, P_HEAT, P_INPUT_SEQ, P_SCORE, PX, PY, T_STATE,
+                        TICK, TX, TY)
+
+__all__ = ["SnapshotCaps", "EncodeScratch", "new_encode_scratch", "encode_snapshots", "count_sizes",
+           "put_header", "quantize"]
 
 
 class SnapshotCaps(NamedTuple):
-    """Per-snapshot caps and windows, in entities and ticks."""
+    """Per-snapshot caps, windows and delta settings, in entities, ticks and quanta."""
 
     max_players: int
     max_treasures: int
     claim_window_ticks: int
-    leaderboard_every_ticks: int
+    leaderboard_every_snapshots: int  # each client gets "lb" in every n-th snapshot
     result_window_ticks: int
+    snapshot_every: int  # ticks between two snapshots to one client
+    exit_scale: float  # an entity in view leaves only beyond radius * exit_scale
+    tolerance_x: int  # extrapolation error (quanta) a delta lets stand, per axis
+    tolerance_y: int
 
 
-@kernel
-def quantize(v: float, extent: float) -> int:
-    """World coordinate 0..extent -> u16: floor(v * 65536 / extent), capped at 65535."""
-    q = int(np.float64(v) * 65536.0 / extent)
-    if q < 0:
-        return 0
-    return 65535 if q > 65535 else q
+#: Candidates of one view query kept in scan order; a larger crowd is walked twice.
+CANDIDATES = 512
+
+
+class EncodeScratch(NamedTuple):
+    """Scratch of the encoder, allocated once. p_xy: float64[2, P] and t_xy:
+    float64[2, T] positions in grid order; cand: int32[CANDIDATES]; cand_d2:
+    float64[CANDIDATES]; sel_ids, sel_d2: the same again; heap: int32[K]; heap_d2: float64[K]; sel_p: int32[CP]; sel_t:
+    int32[CT]; p_kind: int32[CP]; p_res: int32[CP, 4]; p_state: int32[CP, 5]; t_kind:
+    int32[CT]; t_state: int32[CT, 4]."""
+
+    p_xy: np.ndarray
+    t_xy: np.ndarray
+    cand: np.ndarray
+    cand_d2: np.ndarray
+    sel_ids: np.ndarray
+    sel_d2: np.ndarray
+    heap: np.ndarray
+    heap_d2: np.ndarray
+    sel_p: np.ndarray
+    sel_t: np.ndarray
+    p_kind: np.ndarray
+    p_res: np.ndarray
+    p_state: np.ndarray
+    t_kind: np.ndarray
+    t_state: np.ndarray
+
+
+def new_encode_scratch(max_players: int, max_treasures: int, world_players: int,
+                       world_treasures: int) -> EncodeScratch:
+    """Scratch for caps of max_players / max_treasures per snapshot, in a world of
+    world_players / world_treasures slots."""
+    k = max(max_players, max_treasures)
+    return EncodeScratch(
+        np.zeros((2, world_players), np.float64), np.zeros((2, world_treasures), np.float64),
+        np.zeros(CANDIDATES, np.int32), np.zeros(CANDIDATES, np.float64),
+        np.zeros(CANDIDATES, np.int32), np.zeros(CANDIDATES, np.float64),
+        np.zeros(k, np.int32), np.zeros(k, np.float64), np.zeros(max_players, np.int32),
+        np.zeros(max_treasures, np.int32), np.zeros(max_players, np.int32),
+        np.zeros((max_players, 4), np.int32), np.zeros((max_players, PLAYER_FIELDS), np.int32),
+        np.zeros(max_treasures, np.int32), np.zeros((max_treasures, TREASURE_FIELDS), np.int32))
 
 
 @kernel
@@ -57,33 +104,89 @@ def put_header(buf: np.ndarray, pos: int, sid: int, seq: int) -> int:
 
 
 @kernel
+def count_sizes(out_off: np.ndarray, n: int, sizes: np.ndarray) -> None:
+    """Add snapshots 0..n-1 to the size histogram sizes (int64[MAX_DATAGRAM + 1])."""
+    for j in range(n):
+        sizes[out_off[j + 1] - out_off[j]] += 1
+
+
+@kernel
+def put_rows(out: np.ndarray, pos: int, c0: int, c1: int, rows: np.ndarray, first: int,
+             last: int, fields: int) -> int:
+    """Key c0c1, then rows[first:last, :fields] flattened (signed ints)."""
+    pos = put_key(out, pos, c0, c1)
+    pos = put_array(out, pos, (last - first) * fields)
+    for q in range(first, last):
+        for f in range(fields):
+            pos = put_int(out, pos, rows[q, f])
+    return pos
+
+
+@kernel
+def put_changed(out: np.ndarray, pos: int, c0: int, c1: int, kind: np.ndarray, n_base: int,
+                want: int, count: int, res: np.ndarray, fields: int) -> int:
+    """Key c0c1, then [i, res[i, 0], ..., res[i, fields - 2]] for every baseline row i of
+    kind `want` (fields == 1: the indices alone)."""
+    pos = put_key(out, pos, c0, c1)
+    pos = put_array(out, pos, count * fields)
+    for i in range(n_base):
+        if kind[i] != want:
+            continue
+        pos = put_uint(out, pos, i)
+        for f in range(fields - 1):
+            pos = put_int(out, pos, res[i, f])
+    return pos
+
+
+@kernel(inline=True)
+def remember(r_tick: np.ndarray, r_count: np.ndarray, r_np: np.ndarray, r_nt: np.ndarray,
+             r_players: np.ndarray, r_treasures: np.ndarray, s: int, tick: int,
+             p_state: np.ndarray, n_p: int, t_state: np.ndarray, n_t: int) -> None:
+    """Store what client s holds after the snapshot of `tick` as its newest ring entry
+    (the arrays of a SnapshotRing)."""
+    depth = r_tick.shape[1]
+    count = r_count[s]
+    slot = count % depth
+    r_tick[s, slot] = tick
+    r_np[s, slot] = n_p
+    r_nt[s, slot] = n_t
+    for q in range(n_p):
+        r_players[s, slot, q, E_ID] = p_state[q, E_ID]
+        r_players[s, slot, q, E_QX] = p_state[q, E_QX]
+        r_players[s, slot, q, E_QY] = p_state[q, E_QY]
+        r_players[s, slot, q, E_VX] = p_state[q, E_VX] + V_BIAS
+        r_players[s, slot, q, E_VY] = p_state[q, E_VY] + V_BIAS
+    for q in range(n_t):
+        for f in range(TREASURE_FIELDS):
+            r_treasures[s, slot, q, f] = t_state[q, f]
+    r_count[s] = count + 1
+
+
+@kernel
 def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: np.ndarray,
                      ti: np.ndarray, p_starts: np.ndarray, p_items: np.ndarray,
                      t_starts: np.ndarray, t_items: np.ndarray, clock: np.ndarray,
                      claim_ring: np.ndarray, board: np.ndarray, final_board: np.ndarray,
-                     kr, caps, out: np.ndarray, out_off: np.ndarray, out_slot: np.ndarray,
-                     near: np.ndarray, near_d2: np.ndarray) -> int:
-    """Write one SNAPSHOT per connected session; return how many.
+                     kr, caps, ring, scratch, out: np.ndarray, out_off: np.ndarray,
+                     out_slot: np.ndarray, out_ip: np.ndarray, out_port: np.ndarray) -> int:
+    """Write one SNAPSHOT per connected session due one this tick; return how many.
 
-    Snapshot j is out[out_off[j]:out_off[j + 1]] for session slot out_slot[j].
-    out: uint8[P * MAX_DATAGRAM]; out_off: int32[P + 1]; out_slot: int32[P];
-    near: int32[K], near_d2: float64[K] scratch, K >= both caps. Call after step(): the
-    snapshot describes the tick that just ran (clock[TICK] - 1).
+    Snapshot j is out[out_off[j]:out_off[j + 1]] for session slot out_slot[j], to be sent
+    to (out_ip[j], out_port[j]). out: uint8[P * MAX_DATAGRAM]; out_off: int32[P + 1];
+    out_slot: int32[P]; out_ip, out_port: int64[P]. ring: net.snapshot_ring.SnapshotRing
+    (read for baselines, then written with what each client holds); scratch: EncodeScratch.
+    Session s is due when (tick + s) % caps.snapshot_every == 0, which spreads clients
+    evenly over ticks. Call after step(): the snapshot describes the tick that just ran
+    (clock[TICK] - 1).
     """
     tick = clock[TICK] - 1
     w = kr.world_width
     h = kr.world_height
+    depth = ring.tick.shape[1]
     n_out = 0
     pos = 0
     out_off[0] = 0
-    # recent claims, newest first: shared by every snapshot of this tick
     head = clock[CLAIM_HEAD]
-    n_claims = 0
-    for back in range(min(head, CLAIM_RING)):
-        r = (head - 1 - back) % CLAIM_RING
-        if tick - claim_ring[r, CR_TICK] >= caps.claim_window_ticks:
-            break
-        n_claims += 1
     n_board = 0
     for r in range(board.shape[0]):
         if board[r, LB_SLOT] >= 0:
@@ -96,26 +199,95 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
     ticks_left = kr.hunt_ticks - (tick + 1 - clock[HUNT_START])
     if ticks_left < 0:
         ticks_left = 0
+    exit_view = kr.view_radius * caps.exit_scale
+    exit_reveal = kr.reveal_radius * caps.exit_scale
+    tolerance = min(caps.tolerance_x, caps.tolerance_y)
+    ncells = kr.grid_cols * kr.grid_rows
+    gather_cells(pf[PX], pf[PY], p_items, p_starts[ncells], scratch.p_xy)
+    gather_cells(tf[TX], tf[TY], t_items, t_starts[ncells], scratch.t_xy)
+    # the tuples' arrays as locals, once: touching a tuple field inside the loop makes
+    # numba count references on every access (atomic increments, measured ~5x slower)
+    r_tick, r_count, r_np, r_nt = ring.tick, ring.count, ring.n_players, ring.n_treasures
+    r_players, r_treasures = ring.players, ring.treasures
+    p_marks, t_marks, stamp = ring.p_marks, ring.t_marks, ring.stamp
+    cand, cand_d2, sel_ids, sel_d2 = scratch.cand, scratch.cand_d2, scratch.sel_ids, scratch.sel_d2
+    heap, heap_d2 = scratch.heap, scratch.heap_d2
+    sel_p, sel_t = scratch.sel_p, scratch.sel_t
+    p_kind, p_res, p_state = scratch.p_kind, scratch.p_res, scratch.p_state
+    t_kind, t_state = scratch.t_kind, scratch.t_state
     for s in range(sessions.shape[1]):
         if sessions[S_STATE, s] != CONNECTED or pi[P_ALIVE, s] == 0:
             continue
+        if (tick + s) % caps.snapshot_every != 0:
+            continue
+        count = r_count[s]
+        last = (count - 1) % depth if count > 0 else 0
+        n_last_p = r_np[s, last] if count > 0 else 0
+        n_last_t = r_nt[s, last] if count > 0 else 0
+        base = find_baseline(r_tick, r_count, s, sessions[S_SNAPSHOT_ACK, s], tick)
+        x = np.float64(pf[PX, s])
+        y = np.float64(pf[PY, s])
+        n_sel_p = select_visible(x, y, kr.view_radius, exit_view, scratch.p_xy, p_items,
+                                 p_starts, kr.cell_size, kr.grid_cols, kr.grid_rows, s,
+                                 pi[P_ALIVE], 1, caps.max_players, r_players[s, last],
+                                 n_last_p, p_marks, stamp, cand,
+                                 cand_d2, sel_ids, sel_d2, heap,
+                                 heap_d2, sel_p)
+        n_sel_t = select_visible(x, y, kr.reveal_radius, exit_reveal, scratch.t_xy, t_items,
+                                 t_starts, kr.cell_size, kr.grid_cols, kr.grid_rows, -1,
+                                 ti[T_STATE], BURIED, caps.max_treasures,
+                                 r_treasures[s, last], n_last_t, t_marks, stamp,
+                                 cand, cand_d2, sel_ids, sel_d2,
+                                 heap, heap_d2, sel_t)
+        # what changes for the client, and the copy it will hold afterwards
+        moved = turned = p_removed = p_new = t_removed = t_new = 0
+        base_tick = -1
+        n_base_p = n_base_t = 0
+        if base >= 0:
+            base_tick = r_tick[s, base]
+            n_base_p = r_np[s, base]
+            n_base_t = r_nt[s, base]
+            n_p, moved, turned, p_removed, p_new = diff_players(
+                r_players[s, base], n_base_p, tick - base_tick, sel_p, n_sel_p, pf, w, h,
+                kr.tick_rate, tolerance, p_marks, stamp, p_kind, p_res, p_state)
+            n_t, t_removed, t_new = diff_treasures(
+                r_treasures[s, base], n_base_t, sel_t, n_sel_t, tf, ti, w, h, t_marks,
+                stamp, t_kind, t_state)
+        else:
+            n_p = full_players(sel_p, n_sel_p, pf, w, h, kr.tick_rate, p_state)
+            n_t = full_treasures(sel_t, n_sel_t, tf, ti, w, h, t_state)
+        # recent claims, newest first; a delta repeats only those after its baseline
+        n_claims = 0
+        for back in range(min(head, CLAIM_RING)):
+            r = (head - 1 - back) % CLAIM_RING
+            t_claim = claim_ring[r, CR_TICK]
+            if tick - t_claim >= caps.claim_window_ticks or t_claim <= base_tick:
+                break
+            n_claims += 1
+        # the final board of the last hunt replaces the live one while it is shown
+        show_board = count % caps.leaderboard_every_snapshots == 0 and not show_result
+        if base >= 0:
+            keys = 5
+            keys += (1 if moved else 0) + (1 if turned else 0) + (1 if p_removed else 0)
+            keys += (1 if p_new else 0) + (1 if t_removed else 0) + (1 if t_new else 0)
+        else:
+            keys = 6
+        keys += (1 if n_claims else 0) + (1 if show_board else 0) + (1 if show_result else 0)
         start = pos
         seq = sessions[S_TX_SEQ, s] + 1
-        sessions[S_TX_SEQ, s] = seq
         pos = put_header(out, pos, sessions[S_ID, s], seq)
-        show_board = (tick + s) % caps.leaderboard_every_ticks == 0
-        keys = 6 + (1 if n_claims > 0 else 0) + (1 if show_board else 0) + (1 if show_result else 0)
         pos = put_map(out, pos, keys)
         pos = put_key(out, pos, 116, 0)  # "t"
         pos = put_uint(out, pos, tick & 0xFFFFFFFF)  # ticks go on the wire mod 2**32
         pos = put_key(out, pos, 97, 0)  # "a"
         pos = put_uint(out, pos, pi[P_INPUT_SEQ, s] & 0xFFFFFFFF)  # u32 bits in int32
+        if base >= 0:
+            pos = put_key(out, pos, 98, 0)  # "b"
+            pos = put_uint(out, pos, base_tick & 0xFFFFFFFF)
         pos = put_key(out, pos, 104, 0)  # "h"
         pos = put_array(out, pos, 2)
         pos = put_uint(out, pos, clock[HUNT_ID])
         pos = put_uint(out, pos, ticks_left)
-        x = np.float64(pf[PX, s])
-        y = np.float64(pf[PY, s])
         pos = put_key(out, pos, 109, 101)  # "me"
         pos = put_array(out, pos, 6)
         pos = put_uint(out, pos, s)
@@ -124,28 +296,25 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
         pos = put_uint(out, pos, pi[P_SCORE, s])
         pos = put_uint(out, pos, min(255, pi[P_DIG_TICKS, s] * 255 // kr.dig_ticks))
         pos = put_uint(out, pos, pi[P_HEAT, s])
-        m = nearest_k(x, y, kr.view_radius, pf[PX], pf[PY], pi[P_ALIVE], 1, s, p_starts,
-                      p_items, kr.cell_size, kr.grid_cols, kr.grid_rows, near, near_d2,
-                      caps.max_players)
-        pos = put_key(out, pos, 112, 0)  # "p"
-        pos = put_array(out, pos, 3 * m)
-        for k in range(m):
-            j = near[k]
-            pos = put_uint(out, pos, j)
-            pos = put_uint(out, pos, quantize(pf[PX, j], w))
-            pos = put_uint(out, pos, quantize(pf[PY, j], h))
-        m = nearest_k(x, y, kr.reveal_radius, tf[TX], tf[TY], ti[T_STATE], BURIED, -1,
-                      t_starts, t_items, kr.cell_size, kr.grid_cols, kr.grid_rows, near,
-                      near_d2, caps.max_treasures)
-        pos = put_key(out, pos, 116, 114)  # "tr"
-        pos = put_array(out, pos, 4 * m)
-        for k in range(m):
-            j = near[k]
-            pos = put_uint(out, pos, j)
-            pos = put_uint(out, pos, quantize(tf[TX, j], w))
-            pos = put_uint(out, pos, quantize(tf[TY, j], h))
-            pos = put_uint(out, pos, ti[T_VALUE, j])
-        if n_claims > 0:
+        if base >= 0:
+            if moved:
+                pos = put_changed(out, pos, 112, 109, p_kind, n_base_p, MOVED, moved, p_res, 3)
+            if turned:
+                pos = put_changed(out, pos, 112, 118, p_kind, n_base_p, TURNED, turned, p_res, 5)
+            if p_removed:
+                pos = put_changed(out, pos, 112, 114, p_kind, n_base_p, REMOVED, p_removed,
+                                  p_res, 1)
+            if p_new:
+                pos = put_rows(out, pos, 112, 110, p_state, n_p - p_new, n_p, PLAYER_FIELDS)
+            if t_removed:
+                pos = put_changed(out, pos, 116, 120, t_kind, n_base_t, REMOVED, t_removed,
+                                  p_res, 1)
+            if t_new:
+                pos = put_rows(out, pos, 116, 110, t_state, n_t - t_new, n_t, TREASURE_FIELDS)
+        else:
+            pos = put_rows(out, pos, 112, 0, p_state, 0, n_p, PLAYER_FIELDS)  # "p"
+            pos = put_rows(out, pos, 116, 114, t_state, 0, n_t, TREASURE_FIELDS)  # "tr"
+        if n_claims:
             pos = put_key(out, pos, 101, 118)  # "ev"
             pos = put_array(out, pos, 4 * n_claims)
             for back in range(n_claims):
@@ -169,9 +338,13 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
                 pos = put_uint(out, pos, final_board[r, LB_SCORE])
         if pos - start > MAX_DATAGRAM:  # unreachable while NetLimits.validate holds
             pos = start
-            sessions[S_TX_SEQ, s] = seq - 1
             continue
+        sessions[S_TX_SEQ, s] = seq
+        remember(r_tick, r_count, r_np, r_nt, r_players, r_treasures, s, tick, p_state,
+                 n_p, t_state, n_t)
         out_slot[n_out] = s
+        out_ip[n_out] = sessions[S_IP, s]
+        out_port[n_out] = sessions[S_PORT, s]
         n_out += 1
         out_off[n_out] = pos
     return n_out

@@ -10,7 +10,7 @@ import struct
 from typing import NamedTuple
 
 PROTOCOL_ID = 0x4D58  # the bytes "XM" on the wire
-VERSION = 1
+VERSION = 2  # 2: delta snapshots, velocities in snapshots
 
 # Packet types. C->S: client to server; S->C: server to client.
 CONNECT_REQUEST = 1  # C->S

@@ -1,16 +1,20 @@
 """Time the per-tick kernels in process, without sockets: decode, step and encode at N players.
 
-    python -m profiling.kernels --players 1000 --players 10000 --ticks 200
+    python -m profiling.kernels --players 1000 --players 10000 --ticks 200 [--visible 32]
 
 Every player is a real session (connected through ServerProtocol) that sends one INPUT per
-tick with a random move and dig; the batch of inputs is decoded, the world stepped and
-every snapshot encoded, as the server's tick does. Prints the median and p99 per phase
-(ms) and snapshot sizes. Numbers are for comparing runs on one machine, not absolutes.
+tick; it keeps a heading and turns at random about every `turn_every` ticks, digs now and
+then, and acks the newest snapshot (as a client that receives everything). The batch of
+inputs is decoded, the world stepped and every snapshot encoded, as the server's tick
+does. The world is sized so about `visible` other players are in view of each. Prints the
+median and p99 per phase (ms) and snapshot sizes. Numbers are for comparing runs on one
+machine, not absolutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import time
 from dataclasses import replace
@@ -26,9 +30,19 @@ from sim.world import new_world
 from tick.warmup import warm_up
 
 
-def measure(players: int, ticks: int, tick_rate: float = 20.0, seed: int = 1) -> dict:
+def world_side(players: int, view_radius: float, visible: float) -> float:
+    """The square world's side giving about `visible` players within view_radius of each."""
+    return min(65536.0, math.sqrt(players * math.pi * view_radius ** 2 / visible))
+
+
+def measure(players: int, ticks: int, tick_rate: float = 20.0, seed: int = 1,
+            visible: float = 32.0, turn_every: int = 40) -> dict:
     """Run `ticks` ticks with `players` sessions; return per-phase ms stats and sizes."""
-    rules = replace(GameRules(), max_players=players, seed=seed)
+    base = GameRules()
+    side = world_side(players, base.view_radius, visible)
+    treasures = max(16, min(65535, int(base.treasure_count * (side / base.world_width) ** 2)))
+    rules = replace(base, max_players=players, seed=seed, world_width=side, world_height=side,
+                    treasure_count=treasures)
     limits = replace(NetLimits(), rx_batch=players, session_timeout=3600.0)
     warm_up(rules, limits, tick_rate)
     world = new_world(rules, tick_rate)
@@ -46,11 +60,17 @@ def measure(players: int, ticks: int, tick_rate: float = 20.0, seed: int = 1) ->
     ip = [int.from_bytes(bytes(map(int, a[0].split("."))), "big") for _, a in clients]
     phases = {"decode": [], "step": [], "encode": []}
     sizes = []
+    headings = [rng.uniform(0, 2 * math.pi) for _ in clients]
+    last_tick = 0
     for tick in range(ticks):
         batch.count = 0
         for i, (client, addr) in enumerate(clients):
-            packet = client.input(rng.randint(-127, 127), rng.randint(-127, 127),
-                                  rng.random() < 0.5, tick / tick_rate)
+            if rng.random() < 1.0 / turn_every:
+                headings[i] = rng.uniform(0, 2 * math.pi)
+            client.last_snapshot_tick = last_tick  # as if every snapshot arrived
+            packet = client.input(int(127 * math.cos(headings[i])),
+                                  int(127 * math.sin(headings[i])), rng.random() < 0.05,
+                                  tick / tick_rate)
             batch.put(packet, ip[i], addr[1])
         t0 = time.perf_counter_ns()
         proto.receive_batch(batch, tick)
@@ -59,10 +79,12 @@ def measure(players: int, ticks: int, tick_rate: float = 20.0, seed: int = 1) ->
         t2 = time.perf_counter_ns()
         n = proto.encode()
         t3 = time.perf_counter_ns()
+        last_tick = world.tick - 1
         phases["decode"].append(t1 - t0)
         phases["step"].append(t2 - t1)
         phases["encode"].append(t3 - t2)
-        sizes.append(np.diff(proto.out_off[:n + 1]))
+        if tick >= ticks // 4:  # past the first full snapshots
+            sizes.append(np.diff(proto.out_off[:n + 1]))
     all_sizes = np.concatenate(sizes)
     out = {"players": players, "ticks": ticks}
     for name, values in phases.items():
@@ -71,7 +93,9 @@ def measure(players: int, ticks: int, tick_rate: float = 20.0, seed: int = 1) ->
                      "p99": round(float(np.percentile(ms, 99)), 4)}
     out["encode_us_per_client"] = round(out["encode"]["p50"] * 1000 / players, 3)
     out["snapshot_bytes"] = {"mean": round(float(all_sizes.mean()), 1),
+                             "p99": int(np.percentile(all_sizes, 99)),
                              "max": int(all_sizes.max())}
+    out["world_side"] = round(side, 1)
     return out
 
 
@@ -79,14 +103,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--players", type=int, action="append")
     parser.add_argument("--ticks", type=int, default=200)
+    parser.add_argument("--visible", type=float, default=32.0)
     args = parser.parse_args()
     for players in args.players or [1000, 10000]:
-        r = measure(players, args.ticks)
+        r = measure(players, args.ticks, visible=args.visible)
         print(f"{players:>6} players: decode p50 {r['decode']['p50']:.3f} ms "
               f"(p99 {r['decode']['p99']:.3f}) | step p50 {r['step']['p50']:.3f} ms "
               f"(p99 {r['step']['p99']:.3f}) | encode p50 {r['encode']['p50']:.3f} ms "
               f"(p99 {r['encode']['p99']:.3f}, {r['encode_us_per_client']} us/client) | "
-              f"snapshot bytes mean {r['snapshot_bytes']['mean']} max {r['snapshot_bytes']['max']}")
+              f"snapshot bytes mean {r['snapshot_bytes']['mean']} p99 {r['snapshot_bytes']['p99']} "
+              f"max {r['snapshot_bytes']['max']} (world {r['world_side']})")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,15 @@ def _choose_cache_dir() -> None:
 _choose_cache_dir()
 
 
-def kernel(fn):
-    """Compile `fn` as a nopython, cached, GIL-free kernel with the house flags."""
+def kernel(fn=None, *, inline: bool = False):
+    """Compile `fn` as a nopython, cached, GIL-free kernel with the house flags.
+
+    inline=True inlines it into every kernel that calls it, at numba's level: for helpers
+    called once per client or entity with many array arguments, where a real call (array
+    structs passed field by field, their references counted) costs more than the work.
+    """
+    if fn is None:
+        return lambda f: kernel(f, inline=inline)
+    if inline:
+        return njit(inline="always", **KERNEL_FLAGS)(fn)
     return njit(**KERNEL_FLAGS)(fn)

@@ -17,6 +17,7 @@ class ServerConfig:
     rates: TickRates = field(default_factory=TickRates)
     host: str = "127.0.0.1"
     port: int = 7777
+    io: str = "auto"  # UDP path: "batched" (recvmmsg/sendmmsg, Linux), "portable", "auto"
 
     def validate(self) -> None:
         """Raise the layer's error (a ValueError) naming the first bad setting."""
@@ -29,3 +30,5 @@ class ServerConfig:
             raise ValueError(f"host must be an IPv4 address such as 127.0.0.1, got {self.host!r}") from None
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ValueError(f"port must be an integer in 0..65535, got {self.port!r}")
+        if self.io not in ("auto", "batched", "portable"):
+            raise ValueError(f"io must be auto, batched or portable, got {self.io!r}")

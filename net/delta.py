@@ -1,0 +1,192 @@
+"""Delta snapshots: compare what a client holds (its acked baseline) with what it sees now.
+
+The client's copy of a player is (id, qx, qy, vx, vy) in quanta and quanta per tick; it
+extrapolates every player it was told about (docs/PROTOCOL.md 7.6), so a player walking
+in a straight line costs nothing until the extrapolation drifts more than `tolerance`
+quanta off. The functions here classify, and compute the client's resulting copy exactly
+as the client will rebuild it: that copy is stored as the next baseline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from net.snapshot_ring import (E_ID, E_QX, E_QY, E_VALUE, E_VX, E_VY, MARK_BASE, MARK_NOW,
+                               V_BIAS, V_MAX, next_stamp)
+from sim.jit import kernel
+from sim.schema import PVX, PVY, PX, PY, T_VALUE, TX, TY
+
+# What became of a baseline entity.
+KEEP, MOVED, TURNED, REMOVED = 0, 1, 2, 3
+
+
+@kernel
+def quantize(v: float, extent: float) -> int:
+    """World coordinate 0..extent -> u16: floor(v * 65536 / extent), capped at 65535."""
+    q = int(np.float64(v) * 65536.0 / extent)
+    if q < 0:
+        return 0
+    return 65535 if q > 65535 else q
+
+
+@kernel
+def velocity_q(v: float, extent: float, tick_rate: float) -> int:
+    """Velocity in units per second -> quanta per tick, rounded half up, within +-V_MAX."""
+    q = int(np.floor(np.float64(v) * 65536.0 / extent / tick_rate + 0.5))
+    if q > V_MAX:
+        return V_MAX
+    return -V_MAX if q < -V_MAX else q
+
+
+@kernel
+def predict(q: int, v: int, dt: int) -> int:
+    """Where the client extrapolates a coordinate: q + v * dt, clamped to 0..65535."""
+    p = q + v * dt
+    if p < 0:
+        return 0
+    return 65535 if p > 65535 else p
+
+
+@kernel
+def player_now(pf: np.ndarray, j: int, w: float, h: float, tick_rate: float) -> tuple:
+    """(qx, qy, vx, vy) of player j as the wire carries it. pf: float32[4, P]."""
+    return (quantize(pf[PX, j], w), quantize(pf[PY, j], h),
+            velocity_q(pf[PVX, j], w, tick_rate), velocity_q(pf[PVY, j], h, tick_rate))
+
+
+@kernel
+def full_players(sel: np.ndarray, n_sel: int, pf: np.ndarray, w: float, h: float,
+                 tick_rate: float, state: np.ndarray) -> int:
+    """The client's copy after a full snapshot: state int32[CP, 5] rows in `sel` order."""
+    for q in range(n_sel):
+        j = sel[q]
+        qx, qy, vx, vy = player_now(pf, j, w, h, tick_rate)
+        state[q, E_ID] = j
+        state[q, E_QX] = qx
+        state[q, E_QY] = qy
+        state[q, E_VX] = vx
+        state[q, E_VY] = vy
+    return n_sel
+
+
+@kernel
+def full_treasures(sel: np.ndarray, n_sel: int, tf: np.ndarray, ti: np.ndarray, w: float,
+                   h: float, state: np.ndarray) -> int:
+    """The client's copy after a full snapshot: state int32[CT, 4] rows in `sel` order."""
+    for q in range(n_sel):
+        j = sel[q]
+        state[q, E_ID] = j
+        state[q, E_QX] = quantize(tf[TX, j], w)
+        state[q, E_QY] = quantize(tf[TY, j], h)
+        state[q, E_VALUE] = ti[T_VALUE, j]
+    return n_sel
+
+
+@kernel(inline=True)
+def diff_players(base: np.ndarray, n_base: int, dt: int, sel: np.ndarray, n_sel: int,
+                 pf: np.ndarray, w: float, h: float, tick_rate: float, tolerance: int,
+                 marks: np.ndarray, stamp: np.ndarray, kind: np.ndarray, res: np.ndarray,
+                 state: np.ndarray) -> tuple:
+    """Classify baseline players against the players in view now.
+
+    base: uint16[CP, 5] baseline rows (velocities biased by V_BIAS); sel: int32 ids in view
+    (nearest first); dt: ticks since the baseline. Writes kind[i] (KEEP, MOVED, TURNED,
+    REMOVED) and res[i] = (rx, ry, vx, vy) per baseline row, and the client's new copy
+    to state (int32[CP, 5]): kept baseline rows in baseline order, then new players in
+    `sel` order. Returns (rows in state, moved, turned, removed, new).
+    marks: int64[3, P] stamp table; stamp: int64[1].
+    """
+    now = next_stamp(stamp)
+    for q in range(n_sel):
+        marks[MARK_NOW, sel[q]] = now
+    kept = next_stamp(stamp)
+    n = 0
+    moved = turned = removed = 0
+    for i in range(n_base):
+        j = np.int64(base[i, E_ID])
+        if marks[MARK_NOW, j] != now:
+            kind[i] = REMOVED
+            removed += 1
+            continue
+        marks[MARK_BASE, j] = kept
+        vbx = np.int64(base[i, E_VX]) - V_BIAS
+        vby = np.int64(base[i, E_VY]) - V_BIAS
+        px = predict(np.int64(base[i, E_QX]), vbx, dt)
+        py = predict(np.int64(base[i, E_QY]), vby, dt)
+        qx, qy, vx, vy = player_now(pf, j, w, h, tick_rate)
+        rx = qx - px
+        ry = qy - py
+        res[i, 0] = rx
+        res[i, 1] = ry
+        res[i, 2] = vx
+        res[i, 3] = vy
+        state[n, E_ID] = j
+        if vx == vbx and vy == vby:
+            if abs(rx) <= tolerance and abs(ry) <= tolerance:
+                kind[i] = KEEP  # the client's extrapolation is close enough: send nothing
+                qx, qy = px, py
+            else:
+                kind[i] = MOVED
+                moved += 1
+        else:
+            kind[i] = TURNED
+            turned += 1
+        state[n, E_QX] = qx
+        state[n, E_QY] = qy
+        state[n, E_VX] = vx if kind[i] == TURNED else vbx
+        state[n, E_VY] = vy if kind[i] == TURNED else vby
+        n += 1
+    new = 0
+    for q in range(n_sel):
+        j = sel[q]
+        if marks[MARK_BASE, j] == kept:
+            continue
+        qx, qy, vx, vy = player_now(pf, j, w, h, tick_rate)
+        state[n, E_ID] = j
+        state[n, E_QX] = qx
+        state[n, E_QY] = qy
+        state[n, E_VX] = vx
+        state[n, E_VY] = vy
+        n += 1
+        new += 1
+    return n, moved, turned, removed, new
+
+
+@kernel(inline=True)
+def diff_treasures(base: np.ndarray, n_base: int, sel: np.ndarray, n_sel: int,
+                   tf: np.ndarray, ti: np.ndarray, w: float, h: float, marks: np.ndarray,
+                   stamp: np.ndarray, kind: np.ndarray, state: np.ndarray) -> tuple:
+    """Classify baseline treasures: KEEP when still in view and unchanged, else REMOVED
+    (a treasure that changed, e.g. re-buried elsewhere under the same id, is removed and
+    sent again as new). base: uint16[CT, 4]; state: int32[CT, 4], kept rows in baseline
+    order then new ones in `sel` order. Returns (rows in state, removed, new)."""
+    now = next_stamp(stamp)
+    for q in range(n_sel):
+        marks[MARK_NOW, sel[q]] = now
+    kept = next_stamp(stamp)
+    n = 0
+    removed = 0
+    for i in range(n_base):
+        j = np.int64(base[i, E_ID])
+        if (marks[MARK_NOW, j] != now or base[i, E_QX] != quantize(tf[TX, j], w)
+                or base[i, E_QY] != quantize(tf[TY, j], h) or base[i, E_VALUE] != ti[T_VALUE, j]):
+            kind[i] = REMOVED
+            removed += 1
+            continue
+        kind[i] = KEEP
+        marks[MARK_BASE, j] = kept
+        for f in range(4):
+            state[n, f] = base[i, f]
+        n += 1
+    new = 0
+    for q in range(n_sel):
+        j = sel[q]
+        if marks[MARK_BASE, j] == kept:
+            continue
+        state[n, E_ID] = j
+        state[n, E_QX] = quantize(tf[TX, j], w)
+        state[n, E_QY] = quantize(tf[TY, j], h)
+        state[n, E_VALUE] = ti[T_VALUE, j]
+        n += 1
+        new += 1
+    return n, removed, new
