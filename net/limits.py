@@ -18,8 +18,8 @@ class NetLimits:
 
     session_timeout: float = 5.0  # silence after which a session is dropped
     rx_batch: int = 1024  # datagrams drained per batch
-    max_visible_players: int = 32  # other players per snapshot, nearest first
-    max_visible_treasures: int = 16  # revealed treasures per snapshot, nearest first
+    max_visible_players: int = 32  # other players per snapshot (the nearest, if more are in view)
+    max_visible_treasures: int = 16  # revealed treasures per snapshot (the nearest)
     claim_event_window: float = 2.0  # recent claims repeat in snapshots this long
     leaderboard_every: float = 1.0  # each client gets the live leaderboard this often
     hunt_result_window: float = 5.0  # the last hunt's result repeats this long

@@ -2,7 +2,7 @@
 
 For every session due a snapshot this tick: the 16-byte header, then one msgpack map
 (docs/PROTOCOL.md, "SNAPSHOT"). Players and treasures in view come from the world's grids
-(net.aoi: nearest first, capped, with hysteresis at the edge). When the client has acked a
+(net.aoi: with hysteresis at the edge, the nearest kept when over the cap, in grid scan order). When the client has acked a
 snapshot still in its ring (net.snapshot_ring), only the difference is sent (net.delta);
 otherwise a full snapshot. Sizes are bounded by net.limits.worst_snapshot_size.
 """

@@ -42,7 +42,10 @@ NONCE_SEED = 2024  # random.Random(NONCE_SEED) is the server's session-id nonce 
 RULES = GameRules(world_width=1024.0, world_height=1024.0, max_players=4, treasure_count=8,
                   dig_time=0.25, hunt_duration=2.0, seed=7)
 SOLO_RULES = replace(RULES, max_players=1)
-LIMITS = NetLimits()  # defaults: 48 players, 16 treasures, 5 s timeout, windows 2 s, 1 s, 5 s
+LIMITS = NetLimits()  # defaults: 32 players, 16 treasures, 5 s timeout, windows 2 s, 1 s, 5 s,
+# a ring of 8 snapshots per client, hysteresis 0.1, delta tolerance 0.25 units
+DELTA_RULES = replace(RULES, max_players=5)
+DELTA_LIMITS = NetLimits(leaderboard_every=0.1)  # "lb" in every second snapshot
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,14 @@ class Peer:
 ALICE = Peer("alice", 0x0123456789ABCDEF, ("192.0.2.1", 40001))
 BOB = Peer("bob", 0xB0B0B0B0B0B0B0B1, ("192.0.2.2", 40002))
 CAROL = Peer("carol", 0xCA401CA401CA4011, ("192.0.2.3", 40003))
-FRANK = Peer("frank", 0xF2A4C0000000F2A4, ("192.0.2.6", 40006))  # speaks "version 2"
+FRANK = Peer("frank", 0xF2A4C0000000F2A4, ("192.0.2.6", 40006))  # an old version 1 client
 DAVE = Peer("dave", 0xDA7EDA7EDA7EDA7F, ("192.0.2.4", 40004))
 ERIN = Peer("erin", 0xE214E214E214E215, ("192.0.2.5", 40005))
+GINA = Peer("gina", 0x6146A6146A6146A7, ("192.0.2.7", 40007))
+HENRY = Peer("henry", 0x4E2A4E2A4E2A4E2B, ("192.0.2.8", 40008))
+IVY = Peer("ivy", 0x1B71B71B71B71B73, ("192.0.2.9", 40009))
+JACK = Peer("jack", 0x7ACC7ACC7ACC7ACD, ("192.0.2.10", 40010))
+KATE = Peer("kate", 0x4A7E4A7E4A7E4A7F, ("192.0.2.11", 40011))
 
 # Where the generator puts things (world units). World 1024 x 1024, so q = 64 * coordinate.
 ALICE_AT = (512.0, 512.0)
@@ -71,7 +79,20 @@ HUNT1_TREASURES = {1: (512.0, 512.0), 2: (520.0, 512.0), 3: (512.0, 560.0)}
 ALICE_INPUTS = {0: (13, -7, True), 5: (-127, 64, False), 44: (0, 0, True), 49: (0, 0, False),
                 58: (0, 0, True)}
 ALICE_TELEPORT_TICK = 44  # back to ALICE_AT before this tick runs (she walked away)
+ALICE_LOST = range(50, 60)  # alice's snapshots of these ticks are lost on the way
+BOB_WALKS = 55  # bob's one input, before this tick: due west at full speed
 LAST_TICK = 60  # the full snapshot describes this tick
+
+# The delta server: gina watches henry, ivy, jack and kate. World 1024 x 1024, cell 128.
+GINA_AT = (512.0, 512.0)
+HENRY_AT = (448.0, 512.0)  # walks south (+y) at full speed: 10 units a tick
+IVY_AT = (576.0, 512.0)  # walks east, then north from tick 4
+JACK_AT = (512.0, 448.0)  # stands; put out of view before tick 5
+KATE_AT = (100.0, 100.0)  # out of view; put in view before tick 5
+DELTA_TREASURES = {0: (512.0, 560.0), 1: (540.0, 512.0)}
+GINA_ACKS = 3  # gina's one input, before this tick, acks her snapshot of tick 2
+CHANGES_AT = 5  # before this tick: henry nudged, jack and kate moved, treasures 1 and 2 moved
+DELTA_TICK = 6  # gina's snapshot of this tick is a delta against tick 2
 
 
 def far_spot(t: int) -> tuple[float, float]:
@@ -98,6 +119,7 @@ class Vector:
     data: bytes
     inputs: list[str]
     outcome: Outcome | None = None
+    after: list[str] = field(default_factory=list)  # lines after the decoded payload
 
     @property
     def hex(self) -> str:
@@ -110,6 +132,7 @@ class Generated:
     by_key: dict[str, Vector]
     infos: dict[str, object]  # client name -> ServerInfo after its accept
     worlds: dict[str, World]
+    held: dict[str, dict]  # client name -> the lists it holds, by tick
 
 
 # ---- driving the code ------------------------------------------------------------------
@@ -117,9 +140,9 @@ class Generated:
 class Harness:
     """One ServerProtocol + World, its clients, and time stepped by hand."""
 
-    def __init__(self, rules: GameRules) -> None:
+    def __init__(self, rules: GameRules, limits: NetLimits = LIMITS) -> None:
         self.world = new_world(rules, TICK_RATE)
-        self.server = ServerProtocol(self.world, LIMITS, TICK_RATE, random.Random(NONCE_SEED))
+        self.server = ServerProtocol(self.world, limits, TICK_RATE, random.Random(NONCE_SEED))
         self.clients: dict[Address, ClientProtocol] = {}
         self.last_snapshot: dict[str, tuple[bytes, Outcome]] = {}
 
@@ -164,14 +187,23 @@ class Harness:
             for data in out:
                 self.to_server(data, addr)
 
-    def tick(self) -> None:
-        """Step the world, encode, deliver every snapshot to its client."""
+    def tick(self, lose: tuple[str, ...] = ()) -> None:
+        """Step the world, encode, deliver every snapshot to its client (except to the
+        clients named in `lose`: those snapshots are lost on the way)."""
         self.world.step()
         self.server.encode()
         for data, addr in self.server.snapshots():
             data = bytes(data)
             client = self.clients[addr]
+            if client.name in lose:
+                continue
             self.last_snapshot[client.name] = (data, self.to_client(data, client))
+
+    def send_input(self, peer: Peer, move_x: int, move_y: int, dig: bool) -> bytes:
+        """peer's client sends one INPUT now; return it."""
+        data = self.clients[peer.address].input(move_x, move_y, dig, self.now_s)
+        self.to_server(data, peer.address)
+        return data
 
 
 def place(world: World, slot: int, at: tuple[float, float]) -> None:
@@ -215,17 +247,18 @@ def generate() -> Generated:
 
     frank = ClientProtocol(name=FRANK.name, salt=FRANK.salt)
     bad = bytearray(frank.connect(0.0))
-    bad[2] = 2  # a client of protocol version 2
+    bad[2] = 1  # an old client of protocol version 1
     hunt.to_server(bytes(bad), FRANK.address)
     (deny_version, _), = hunt.replies()
     vectors.append(Vector(
         "connect_deny_version", "CONNECT_DENY (wrong version)", "server to client",
         deny_version,
         ["the hunt server (as for CONNECT_ACCEPT) receives a 256-byte CONNECT_REQUEST whose "
-         f"version byte (offset 2) is 2: `ClientProtocol(name=\"{FRANK.name}\", "
-         f"salt=0x{FRANK.salt:016x}).connect(0.0)` with byte 2 set to 0x02",
+         f"version byte (offset 2) is 1, as an old version 1 client sends it: "
+         f"`ClientProtocol(name=\"{FRANK.name}\", salt=0x{FRANK.salt:016x}).connect(0.0)` "
+         "with byte 2 set to 0x01",
          "the request counts one `bad_version` drop and is answered; the deny's own version "
-         "byte is the server's (1)"],
+         "byte is the server's (2)"],
         hunt.to_client(deny_version, frank)))  # frank's client is CONNECTING with that salt
 
     alice = hunt.clients[ALICE.address]
@@ -247,7 +280,9 @@ def generate() -> Generated:
             mx, my, dig = ALICE_INPUTS[tick]
             data = alice.input(mx, my, dig, hunt.now_s)
             sent[alice.input_seq] = (data, hunt.to_server(data, ALICE.address))
-        hunt.tick()
+        if tick == BOB_WALKS:
+            hunt.send_input(BOB, -127, 0, False)
+        hunt.tick(lose=(ALICE.name,) if tick in ALICE_LOST else ())
     full, full_outcome = hunt.last_snapshot[ALICE.name]
 
     def input_text(seq: int) -> str:
@@ -274,22 +309,29 @@ def generate() -> Generated:
          "so the 1 s keepalive interval has passed; sequence 3 (after two INPUTs)"],
         keepalive[1]))
     vectors.append(Vector(
-        "snapshot_full", "SNAPSHOT (players, treasures, ev, lb, hr)", "server to client",
-        full,
+        "snapshot_full", "SNAPSHOT (full: players with velocities, treasures, ev, hr)",
+        "server to client", full,
         [f"the hunt server after ticks 0..{LAST_TICK}, alice's snapshot of tick {LAST_TICK} "
          f"(one snapshot per tick since tick 0, so sequence {LAST_TICK + 1})",
          "slots: alice 0 at (512, 512), bob 1 at (600, 512), carol 2 at (512, 300) "
-         "(positions written into the world; bob and carol never move)",
+         "(positions written into the world); carol never moves; bob's one input, before "
+         f"tick {BOB_WALKS}, is (-127, 0): due west at 200 units/s, so at tick {LAST_TICK} he is "
+         "at (540, 512) with velocity (-640, 0) quanta per tick",
          "hunt 0 (ticks 0..39): treasure 0 at (512, 512); alice digs from tick 0 and claims "
          "it at tick 4; then walks away with input 2",
          "hunt 1 (from tick 40): treasures 1, 2, 3 at (512, 512), (520, 512), (512, 560), the "
          "rest along y = 64; alice is put back at (512, 512) before tick 44, digs ticks "
          "44..48 and claims treasure 1 at tick 48, stops (input 4), digs again from tick 58 "
          "(input 5): at tick 60 she is 3 of 5 ticks into treasure 2",
+         f"alice's snapshots of ticks {ALICE_LOST.start}..{ALICE_LOST.stop - 1} are lost on "
+         "the way, so her input 5 acks tick 49, which has left the server's 8-snapshot ring "
+         "(it holds ticks 52..59): the snapshot is full (no \"b\")",
          "treasure values come from the world's seeded RNG",
-         "\"lb\" is present because (60 + slot 0) % 20 == 0; \"ev\" holds the claim of "
-         "tick 48 (the one of tick 4 is out of the 40-tick window); \"hr\" because hunt 0 "
-         "ended at tick 40, fewer than 100 ticks ago"],
+         "\"p\" lists carol before bob and \"tr\" treasure 2 before 3: the server lists "
+         "entities in the order of its grid (cell row, cell column, then id), not by distance",
+         "\"ev\" holds the claim of tick 48 (the one of tick 4 is out of the 40-tick window); "
+         "\"hr\" because hunt 0 ended at tick 40, fewer than 100 ticks ago; no \"lb\", "
+         "although this is alice's 61st snapshot (60 % 20 == 0), because \"hr\" is present"],
         full_outcome))
     quit_packet = alice.disconnect()
     vectors.append(Vector(
@@ -343,13 +385,86 @@ def generate() -> Generated:
          "as for the server-full deny)"],
         solo.to_client(deny_down, erin2)))
 
+    # ---- the delta server: gina watches henry, ivy, jack and kate ----------------------
+    dsv = Harness(DELTA_RULES, DELTA_LIMITS)
+    place_treasures(dsv.world, DELTA_TREASURES)
+    for peer in (GINA, HENRY, IVY, JACK, KATE):
+        dsv.connect(peer)
+    for slot, at in enumerate((GINA_AT, HENRY_AT, IVY_AT, JACK_AT, KATE_AT)):
+        place(dsv.world, slot, at)
+    gina = dsv.clients[GINA.address]
+    baseline = None
+    for tick in range(DELTA_TICK + 1):
+        if tick == 0:
+            dsv.send_input(HENRY, 0, 127, False)
+            dsv.send_input(IVY, 127, 0, False)
+        if tick == 4:
+            dsv.send_input(IVY, 0, -127, False)
+        if tick == GINA_ACKS:
+            dsv.send_input(GINA, 0, 0, False)
+        if tick == CHANGES_AT:
+            w = dsv.world
+            w.pf[S.PX, 1] += 3.0  # henry 3 units east of his line (192 quanta)
+            place(w, 3, (1000.0, 1000.0))  # jack out of view
+            place(w, 4, (512.0, 600.0))  # kate into view
+            place_treasures(w, {0: DELTA_TREASURES[0], 2: (480.0, 512.0)})  # 1 leaves view
+        dsv.tick()
+        if tick == GINA_ACKS - 1:
+            baseline = dsv.last_snapshot[GINA.name]
+    delta, delta_outcome = dsv.last_snapshot[GINA.name]
+    held = gina.held[DELTA_TICK]
+    base_held = gina.held[GINA_ACKS - 1]
+    rules_delta = rules_text.format(p=5).replace("`NetLimits()` defaults",
+                                                 "`NetLimits(leaderboard_every=0.1)`")
+    vectors.append(Vector(
+        "snapshot_baseline", "SNAPSHOT (full, with velocities: the baseline of the delta)",
+        "server to client", baseline[0],
+        [f"the delta server: {rules_delta}; \"lb\" therefore in every second snapshot",
+         "gina (slot 0), henry (1), ivy (2), jack (3) and kate (4) connect in that order "
+         "at tick 0 and are put at (512, 512), (448, 512), (576, 512), (512, 448) and "
+         "(100, 100); treasures 0 and 1 at (512, 560) and (540, 512), the rest along y = 64",
+         "before tick 0 henry inputs (0, 127): south at 200 units/s, 10 units (640 quanta) a "
+         "tick; ivy inputs (127, 0): east, as fast",
+         f"gina's snapshot of tick {GINA_ACKS - 1} (her third: sequence {GINA_ACKS}); she has "
+         "sent no INPUT yet (ack 0), so it is full; kate is 582 units away, beyond even the "
+         "exit radius (563.2)"],
+        baseline[1],
+        after=["Lists the client holds after it (id, qx, qy, vx, vy / id, qx, qy, value): "
+               "`" + json.dumps({"players": [list(p) for p in base_held.players],
+                                 "treasures": [list(t) for t in base_held.treasures]}) + "`"]))
+    vectors.append(Vector(
+        "snapshot_delta", "SNAPSHOT (delta: pm, pv, pr, pn, tx, tn)", "server to client",
+        delta,
+        ["the delta server as for the previous vector; gina's one INPUT, before tick "
+         f"{GINA_ACKS}, acks tick {GINA_ACKS - 1} (her newest snapshot), and she sends no "
+         f"other: her snapshots of ticks {GINA_ACKS}..{DELTA_TICK} are deltas against tick "
+         f"{GINA_ACKS - 1}",
+         "before tick 4 ivy inputs (0, -127): north at full speed",
+         f"before tick {CHANGES_AT} (written into the world): henry 3 units east of his "
+         "line, to x = 451; jack to (1000, 1000), out of view; kate to (512, 600), in view; "
+         "treasure 1 to (192, 64), out of view; treasure 2 to (480, 512), in view",
+         f"gina's snapshot of tick {DELTA_TICK} (sequence {DELTA_TICK + 1}): dt = "
+         f"{DELTA_TICK - GINA_ACKS + 1}; baseline players [jack, henry, ivy] (indices 0, 1, 2),"
+         " treasures [0, 1]",
+         "henry kept his velocity: \"pm\" corrects his extrapolated position by (192, 0); "
+         "ivy turned: \"pv\" corrects hers by (-1920, -1920) and gives her new velocity "
+         "(0, -640); jack left (\"pr\" index 0); kate is new (\"pn\"); treasure 1 "
+         "(index 1) left (\"tx\"), treasure 2 is new (\"tn\"); treasure 0 is unchanged"],
+        delta_outcome,
+        after=["Lists the client holds after it (the baseline's lists with the delta applied, "
+               "section 7.6): `" + json.dumps({"players": [list(p) for p in held.players],
+                                               "treasures": [list(t) for t in held.treasures]})
+               + "`"]))
+
     order = ("connect_request", "connect_accept", "connect_deny_full", "connect_deny_version",
              "connect_deny_shutdown", "input_1", "input_3", "keepalive", "disconnect_client",
-             "disconnect_server", "snapshot_minimal", "snapshot_full")
+             "disconnect_server", "snapshot_minimal", "snapshot_full", "snapshot_baseline",
+             "snapshot_delta")
     by_key = {v.key: v for v in vectors}
-    infos = {ALICE.name: alice.info, DAVE.name: dave.info}
+    infos = {ALICE.name: alice.info, DAVE.name: dave.info, GINA.name: gina.info}
     return Generated([by_key[k] for k in order], by_key, infos,
-                     {"hunt": hunt.world, "solo": solo.world})
+                     {"hunt": hunt.world, "solo": solo.world, "delta": dsv.world},
+                     {GINA.name: dict(gina.held)})
 
 
 # ---- reading bytes at the documented offsets --------------------------------------------
@@ -446,15 +561,21 @@ def body_rows(data: bytes) -> list[tuple[int, int, str, str]]:
 
 GROUPS = {"h": (2, ("hunt", "ticks left")),
           "me": (6, ("slot", "x", "y", "score", "dig", "heat")),
-          "p": (3, ("slot", "x", "y")),
+          "p": (5, ("slot", "x", "y", "vx", "vy")),
           "tr": (4, ("treasure", "x", "y", "value")),
+          "pm": (3, ("index", "dx", "dy")),
+          "pv": (5, ("index", "dx", "dy", "vx", "vy")),
+          "pr": (1, ("index",)),
+          "pn": (5, ("slot", "x", "y", "vx", "vy")),
+          "tx": (1, ("index",)),
+          "tn": (4, ("treasure", "x", "y", "value")),
           "ev": (4, ("tick", "slot", "treasure", "value")),
           "lb": (2, ("slot", "score")),
           "hr": (2, ("slot", "score"))}
 
 
 class _Reader:
-    """The msgpack subset a v1 SNAPSHOT uses, token by token (raises ValueError otherwise)."""
+    """The msgpack subset a SNAPSHOT uses, token by token (raises ValueError otherwise)."""
 
     def __init__(self, data: bytes) -> None:
         self.data, self.pos = data, 0
@@ -474,10 +595,15 @@ class _Reader:
         elif b in (0xCC, 0xCD, 0xCE, 0xCF):
             n = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}[b]
             kind, value, size = "uint", int.from_bytes(d[p + 1:p + 1 + n], "big"), 1 + n
+        elif b >= 0xE0:
+            kind, value, size = "int", b - 0x100, 1
+        elif b in (0xD0, 0xD1, 0xD2, 0xD3):
+            n = {0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}[b]
+            kind, value, size = "int", int.from_bytes(d[p + 1:p + 1 + n], "big", signed=True), 1 + n
         elif b == 0xDC:
             kind, value, size = "array", int.from_bytes(d[p + 1:p + 3], "big"), 3
         else:
-            raise ValueError(f"msgpack byte 0x{b:02x} is not used by a v1 SNAPSHOT")
+            raise ValueError(f"msgpack byte 0x{b:02x} is not used by a SNAPSHOT")
         self.pos = p + size
         return kind, value, d[p:p + size]
 
@@ -494,13 +620,13 @@ def msgpack_listing(payload: bytes) -> list[tuple[str, str]]:
         assert kind == "str"
         lines.append((spaced(raw), json.dumps(key)))
         kind, value, raw = r.token()
-        if kind == "uint":
+        if kind in ("uint", "int"):
             lines.append(("  " + spaced(raw), str(value)))
             continue
         assert kind == "array"
         n = int(value)
         group, names = GROUPS[key]
-        lines.append(("  " + spaced(raw), f"array, {n} elements"))
+        lines.append(("  " + spaced(raw), f"array, {n} element{'' if n == 1 else 's'}"))
         left = n
         if key == "hr":
             _, hid, raw = r.token()
@@ -549,6 +675,8 @@ def render_vector(n: int, v: Vector) -> list[str]:
         out += [f"{h:<{width}}{c}".rstrip() for h, c in listing] + ["```"]
         decoded = msgpack.unpackb(payload, raw=False)
         out += ["", "Decoded: `" + json.dumps(decoded, separators=(", ", ": ")) + "`"]
+    for line in v.after:
+        out += ["", line]
     out += ["", "Contiguous:", "", "```hex", v.hex, "```", ""]
     return out
 

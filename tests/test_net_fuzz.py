@@ -14,9 +14,13 @@ import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sim import schema as S
+
 from net.address import ip_to_int
 from net.batch import DatagramBatch
-from net.client import CLOSED, CONNECTED, ClientProtocol, Disconnected, Snapshot, parse_snapshot
+from net.client import (CLOSED, CONNECTED, ClientProtocol, Disconnected, Held, Snapshot,
+                        parse_snapshot)
+from net.sessions import S_SNAPSHOT_ACK
 from net.wire import (CONNECT_ACCEPT, CONNECT_ACCEPT_BODY, CONNECT_DENY, CONNECT_DENY_BODY,
                       DISCONNECT, DISCONNECT_BODY, HEADER_SIZE, INPUT, INPUT_PREFIX,
                       INPUT_RECORD, KEEPALIVE, SNAPSHOT, pack_header)
@@ -266,6 +270,25 @@ def test_client_survives_mutated_snapshots(mutations, seed):
     feed_client(client, mutate(bytes(snap), mutations))
 
 
+@FUZZ
+@given(mutations=st.lists(mutation, min_size=1, max_size=4), others=st.integers(0, 2))
+def test_client_survives_mutated_delta_snapshots(mutations, others):
+    """A delta against a snapshot the client holds, mutated: a result or one drop."""
+    proto, client = live_server()
+    proto.world.pi[0, 1 + others:] = 0  # 0..2 other players in view, moving
+    proto.world.pi[S.P_MOVE_X, :3] = (0, 127, -64)
+    proto.world.step()
+    proto.encode()
+    for data, _ in proto.snapshots():
+        client.receive(bytes(data), 0.02)  # tick 1: a baseline (tick 0 cannot be one)
+    proto.world.step()
+    proto.sessions[S_SNAPSHOT_ACK, 0] = client.last_snapshot_tick
+    proto.encode()
+    (snap, _), = list(proto.snapshots())
+    assert b"\xa1b" in bytes(snap)  # a delta ("b")
+    feed_client(client, mutate(bytes(snap), mutations))
+
+
 # ---- parse_snapshot directly ----------------------------------------------------------
 
 def _info():
@@ -296,27 +319,51 @@ msgpack_values = st.recursive(
                                                                  max_size=5),
     max_leaves=30)
 uints = st.integers(0, 2**32 + 5)
+ints = st.integers(-40000, 70000) | st.integers(-2**63, 2**64 - 1)
 plausible = {
-    "t": uints, "a": uints, "h": st.lists(uints, min_size=2, max_size=2),
-    "me": st.lists(uints, min_size=5, max_size=7), "p": st.lists(uints, max_size=12),
-    "tr": st.lists(uints, max_size=12), "ev": st.lists(uints, max_size=9),
+    "t": uints, "a": uints, "b": uints, "h": st.lists(uints, min_size=2, max_size=2),
+    "me": st.lists(uints, min_size=5, max_size=7), "p": st.lists(ints, max_size=12),
+    "tr": st.lists(ints, max_size=12), "ev": st.lists(uints, max_size=9),
     "lb": st.lists(uints, max_size=5), "hr": st.lists(uints, max_size=5),
+    "pm": st.lists(ints, max_size=9), "pv": st.lists(ints, max_size=10),
+    "pr": st.lists(st.integers(-1, 4), max_size=4), "pn": st.lists(ints, max_size=10),
+    "tx": st.lists(st.integers(-1, 4), max_size=4), "tn": st.lists(ints, max_size=8),
 }
 snapshot_docs = st.dictionaries(
     st.sampled_from(sorted(plausible)) | st.text(max_size=3),
     st.one_of(msgpack_values, *plausible.values()), max_size=12)
+
+# what a client holds of tick 7: the baseline of the documents' "b" when it is 7
+HELD = {7: Held(7, ((1, 100, 200, 3, -3), (2, 65535, 0, 100, -100), (5, 0, 65535, 0, 0)),
+                ((0, 10, 20, 1), (3, 30, 40, 5)))}
+
+
+def check_result(result):
+    if result is not None:
+        assert isinstance(result, Snapshot)
+        assert all(len(p) == 5 for p in result.players)
+        assert all(len(t) == 4 for t in result.treasures)
+        assert all(len(c) == 4 for c in result.claims)
+        w, h = result_extent()
+        assert all(0 <= x <= w and 0 <= y <= h for _, x, y, _, _ in result.players)
+        assert all(0 <= x <= w and 0 <= y <= h for _, x, y, _ in result.treasures)
+        assert len({p[0] for p in result.players}) <= len(result.players)
+
+
+def result_extent():
+    return info().world_width, info().world_height
 
 
 @FUZZ
 @given(doc=snapshot_docs)
 def test_parse_snapshot_of_arbitrary_documents(doc):
     payload = msgpack.packb(doc)
-    result = parse_snapshot(pack_header(SNAPSHOT, 1, 1) + payload, 1, info())
-    if result is not None:
-        assert isinstance(result, Snapshot)
-        assert all(len(p) == 3 for p in result.players)
-        assert all(len(t) == 4 for t in result.treasures)
-        assert all(len(c) == 4 for c in result.claims)
+    check_result(parse_snapshot(pack_header(SNAPSHOT, 1, 1) + payload, 1, info()))
+    check_result(parse_snapshot(pack_header(SNAPSHOT, 1, 1) + payload, 1, info(), HELD))
+
+
+def u16(v) -> bool:
+    return 0 <= v <= 0xFFFF
 
 
 @FUZZ
@@ -327,12 +374,45 @@ def test_parse_snapshot_of_arbitrary_documents(doc):
 def test_parse_snapshot_of_well_shaped_documents(doc, me):
     doc["me"] = me
     result = parse_snapshot(pack_header(SNAPSHOT, 1, 1) + msgpack.packb(doc), 1, info())
-    shaped = (len(doc["p"]) % 3 == 0 and len(doc["tr"]) % 4 == 0
+    p, tr = doc["p"], doc["tr"]
+    shaped = (len(p) % 5 == 0 and len(tr) % 4 == 0
+              and all(p[i] >= 0 and u16(p[i + 1]) and u16(p[i + 2]) for i in range(0, len(p), 5))
+              and all(v >= 0 for v in tr)
+              and all(u16(tr[i + 1]) and u16(tr[i + 2]) for i in range(0, len(tr), 4))
               and len(doc.get("ev", [])) % 4 == 0 and len(doc.get("lb", [])) % 2 == 0
-              and ("hr" not in doc or (doc["hr"] and len(doc["hr"]) % 2 == 1)))
+              and ("hr" not in doc or (len(doc["hr"]) % 2 == 1)))
     assert (result is not None) == shaped
     if result is not None:
         assert (result.tick, result.ack) == (doc["t"], doc["a"])
         assert result.slot == me[0] and result.score == me[3]
         assert (result.leaderboard is None) == ("lb" not in doc)
         assert (result.hunt_result is None) == ("hr" not in doc)
+        assert [row[0] for row in result.players] == p[0::5]
+        assert result.baseline is None
+
+
+@FUZZ
+@given(doc=st.fixed_dictionaries({"t": uints, "a": uints, "h": plausible["h"]},
+                                 optional={k: plausible[k] for k in
+                                           ("pm", "pv", "pr", "pn", "tx", "tn", "ev")}),
+       me=st.lists(uints, min_size=6, max_size=6), b=st.sampled_from([7, 7, 7, 8]))
+def test_parse_snapshot_of_well_shaped_deltas(doc, me, b):
+    """A delta against a held snapshot is rebuilt or rejected whole, never half applied,
+    and never against a snapshot the client does not hold."""
+    doc["me"], doc["b"] = me, b
+    data = pack_header(SNAPSHOT, 1, 1) + msgpack.packb(doc)
+    from net.client import decode_snapshot
+    snap, lists, why = decode_snapshot(data, 1, info(), HELD)
+    if b != 7:
+        common = len(doc.get("ev", [])) % 4 == 0  # checked before the baseline is looked up
+        assert (snap, lists, why) == (None, None, "no_baseline" if common else "bad_payload")
+        return
+    assert (snap is None) == (lists is None) == (why == "bad_payload")
+    if snap is not None:
+        base = HELD[7]
+        removed = set(doc.get("pr", []))
+        assert len(lists.players) == len(base.players) - len(removed) + len(doc.get("pn", [])) // 5
+        assert len(lists.treasures) == (len(base.treasures) - len(set(doc.get("tx", [])))
+                                        + len(doc.get("tn", [])) // 4)
+        assert all(u16(x) and u16(y) for _, x, y, _, _ in lists.players)
+        assert snap.baseline == 7 and lists.tick == doc["t"]
