@@ -17,7 +17,7 @@ class NetLimits:
     """What the network layer allows. Durations in seconds."""
 
     session_timeout: float = 5.0  # silence after which a session is dropped
-    rx_batch: int = 1024  # datagrams drained per batch
+    rx_batch: int = 4096  # datagrams per drain (a tick drains until one comes back short)
     max_visible_players: int = 32  # other players per snapshot (the nearest, if more are in view)
     max_visible_treasures: int = 16  # revealed treasures per snapshot (the nearest)
     claim_event_window: float = 2.0  # recent claims repeat in snapshots this long

@@ -31,6 +31,7 @@ from net.wire import (CONNECT_ACCEPT, CONNECT_ACCEPT_BODY, CONNECT_DENY, CONNECT
                       DISCONNECT, DISCONNECT_BODY, DISCONNECT_SERVER_SHUTDOWN,
                       DISCONNECT_TIMED_OUT, DISCONNECT_KICKED, HEADER_SIZE, MAX_DATAGRAM,
                       pack_header)
+from sim.jit import bind
 from sim.rules import seconds_to_ticks
 from sim.world import World
 
@@ -70,6 +71,9 @@ class ServerProtocol:
         self._answered: set[int] = set()  # slots sent an accept while handling this batch
         self.accepting = True
         self.timeout_ns = int(limits.session_timeout * 1e9)
+        # kernels bound to this protocol's arrays on first use (sim.jit.bind: no per-call
+        # typing, so a tick allocates next to nothing in Python)
+        self._decode = self._expire = self._encode = self._count_sizes = None
         # preallocated per-tick buffers
         self._ctrl_index = np.zeros(limits.rx_batch, np.int32)
         self._ctrl_kind = np.zeros(limits.rx_batch, np.int32)
@@ -110,9 +114,12 @@ class ServerProtocol:
     def receive_batch(self, batch: DatagramBatch, now: int) -> list:
         """Decode every datagram of `batch` received by time `now` (ns); return events."""
         count = min(batch.count, self._ctrl_index.shape[0])
-        n_ctrl = decode_batch(batch.data, batch.length, batch.ip, batch.port, count,
-                              self.sessions, self.world.pi, now, self.drops, self.accepted,
-                              self._ctrl_index, self._ctrl_kind)
+        args = (batch.data, batch.length, batch.ip, batch.port, count, self.sessions,
+                self.world.pi, now, self.drops, self.accepted, self._ctrl_index,
+                self._ctrl_kind)
+        if self._decode is None:
+            self._decode = bind(decode_batch, *args)
+        n_ctrl = self._decode(*args)
         events: list = []
         self._answered.clear()
         for k in range(n_ctrl):
@@ -223,7 +230,10 @@ class ServerProtocol:
 
     def expire(self, now: int) -> list:
         """Close sessions silent for longer than the session timeout; return PlayerLeft events."""
-        n = expired_sessions(self.sessions, now, self.timeout_ns, self._expired)
+        args = (self.sessions, now, self.timeout_ns, self._expired)
+        if self._expire is None:
+            self._expire = bind(expired_sessions, *args)
+        n = self._expire(*args)
         return [self._close(int(self._expired[k]), "timed_out", notify=True,
                             code=DISCONNECT_TIMED_OUT) for k in range(n)]
 
@@ -245,13 +255,16 @@ class ServerProtocol:
     def encode(self) -> int:
         """Write this tick's snapshots into self.out (call after world.step()); return count."""
         w = self.world
-        self.out_count = encode_snapshots(
-            self.sessions, w.pf, w.pi, w.tf, w.ti, w.p_starts, w.p_items, w.t_starts,
-            w.t_items, w.clock, w.claim_ring, w.board, w.final_board, w.kr, self.caps,
-            self.ring, self._scratch, self.out, self.out_off, self.out_slot, self.out_ip,
-            self.out_port)
-        count_sizes(self.out_off, self.out_count, self.snapshot_sizes)
-        return self.out_count
+        args = (self.sessions, w.pf, w.pi, w.tf, w.ti, w.p_starts, w.p_items, w.t_starts,
+                w.t_items, w.clock, w.claim_ring, w.board, w.final_board, w.kr, self.caps,
+                self.ring, self._scratch, self.out, self.out_off, self.out_slot, self.out_ip,
+                self.out_port)
+        if self._encode is None:
+            self._encode = bind(encode_snapshots, *args)
+            self._count_sizes = bind(count_sizes, self.out_off, 0, self.snapshot_sizes)
+        self.out_count = n = self._encode(*args)
+        self._count_sizes(self.out_off, n, self.snapshot_sizes)
+        return n
 
     def snapshots(self) -> Iterator[tuple[memoryview, Address]]:
         """(datagram, address) for each snapshot of the last encode()."""

@@ -55,7 +55,8 @@ class EncodeScratch(NamedTuple):
     entity as the wire carries it (net.delta.quantize_*); cand: int32[CANDIDATES]; cand_d2:
     float64[CANDIDATES]; sel_ids, sel_d2: the same again; heap: int32[K]; heap_d2: float64[K]; sel_p: int32[CP]; sel_t:
     int32[CT]; p_kind: int32[CP]; p_res: int32[CP, 4]; p_state: int32[CP, 5]; t_kind:
-    int32[CT]; t_state: int32[CT, 4]."""
+    int32[CT]; t_state: int32[CT, 4]; claims: int32[CLAIM_RING] claim ring rows of one
+    snapshot."""
 
     p_xy: np.ndarray
     t_xy: np.ndarray
@@ -74,6 +75,7 @@ class EncodeScratch(NamedTuple):
     p_state: np.ndarray
     t_kind: np.ndarray
     t_state: np.ndarray
+    claims: np.ndarray
 
 
 def new_encode_scratch(max_players: int, max_treasures: int, world_players: int,
@@ -89,7 +91,8 @@ def new_encode_scratch(max_players: int, max_treasures: int, world_players: int,
         np.zeros(k, np.int32), np.zeros(k, np.float64), np.zeros(max_players, np.int32),
         np.zeros(max_treasures, np.int32), np.zeros(max_players, np.int32),
         np.zeros((max_players, 4), np.int32), np.zeros((max_players, PLAYER_FIELDS), np.int32),
-        np.zeros(max_treasures, np.int32), np.zeros((max_treasures, TREASURE_FIELDS), np.int32))
+        np.zeros(max_treasures, np.int32), np.zeros((max_treasures, TREASURE_FIELDS), np.int32),
+        np.zeros(CLAIM_RING, np.int32))
 
 
 @kernel
@@ -206,6 +209,8 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
     exit_view = kr.view_radius * caps.exit_scale
     exit_reveal = kr.reveal_radius * caps.exit_scale
     tolerance = min(caps.tolerance_x, caps.tolerance_y)
+    view2 = kr.view_radius * kr.view_radius
+    claims = scratch.claims
     ncells = kr.grid_cols * kr.grid_rows
     gather_cells(pf[PX], pf[PY], p_items, p_starts[ncells], scratch.p_xy)
     gather_cells(tf[TX], tf[TY], t_items, t_starts[ncells], scratch.t_xy)
@@ -263,14 +268,21 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
         else:
             n_p = full_players(sel_p, n_sel_p, pq, p_state)
             n_t = full_treasures(sel_t, n_sel_t, tq, t_state)
-        # recent claims, newest first; a delta repeats only those after its baseline
+        # recent claims near the client (or its own), newest first; a delta repeats only
+        # those after its baseline. Far-away claims are left out: in a big world they
+        # would fill every snapshot (the leaderboard carries the scores)
         n_claims = 0
         for back in range(min(head, CLAIM_RING)):
             r = (head - 1 - back) % CLAIM_RING
             t_claim = claim_ring[r, CR_TICK]
             if tick - t_claim >= caps.claim_window_ticks or t_claim <= base_tick:
                 break
-            n_claims += 1
+            treasure = min(max(claim_ring[r, CR_TREASURE], 0), tf.shape[1] - 1)  # in bounds
+            dx = np.float64(tf[TX, treasure]) - x
+            dy = np.float64(tf[TY, treasure]) - y
+            if claim_ring[r, CR_SLOT] == s or dx * dx + dy * dy <= view2:
+                claims[n_claims] = r
+                n_claims += 1
         # the final board of the last hunt replaces the live one while it is shown
         show_board = count % caps.leaderboard_every_snapshots == 0 and not show_result
         if base >= 0:
@@ -324,8 +336,8 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
         if n_claims:
             pos = put_key(out, pos, 101, 118)  # "ev"
             pos = put_array(out, pos, 4 * n_claims)
-            for back in range(n_claims):
-                r = (head - 1 - back) % CLAIM_RING
+            for c in range(n_claims):
+                r = claims[c]
                 pos = put_uint(out, pos, claim_ring[r, CR_TICK] & 0xFFFFFFFF)
                 pos = put_uint(out, pos, claim_ring[r, CR_SLOT])
                 pos = put_uint(out, pos, claim_ring[r, CR_TREASURE])

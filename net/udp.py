@@ -20,6 +20,7 @@ import numpy as np
 from net.address import Address
 from net.batch import SLOT_BYTES, DatagramBatch
 from net.wire import MAX_DATAGRAM
+from sim.jit import bind
 
 #: Socket buffer targets when the caller gives none (bytes; Linux doubles what it is given).
 RCVBUF_BYTES = 4 * 1024 * 1024
@@ -156,6 +157,10 @@ class UdpEndpoint:
         # their own, so a receiving thread and a sending thread never share one.
         self._rx_scratch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._tx_scratch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        # kernels bound to their argument types on first use (sim.jit.bind), and the
+        # arrays last checked by send_batch: a tick's I/O then allocates next to nothing
+        self._recv = self._send = None
+        self._checked: tuple = ()
 
     @property
     def io(self) -> str:
@@ -186,9 +191,11 @@ class UdpEndpoint:
         scratch = self._rx_scratch
         if scratch is None or scratch[0].size < self._mmsg.scratch_bytes(capacity):
             scratch = self._rx_scratch = self._mmsg.scratch(capacity)
-        count, err, retried = self._mmsg.recv_batch(
-            self.sock.fileno(), batch.data, batch.length, batch.ip, batch.port, capacity,
-            *scratch)
+        args = (self.sock.fileno(), batch.data, batch.length, batch.ip, batch.port, capacity,
+                scratch[0], scratch[1], scratch[2])
+        if self._recv is None:
+            self._recv = bind(self._mmsg.recv_batch, *args)
+        count, err, retried = self._recv(*args)
         self.recv_errors += retried + (err != 0)
         batch.count = count
         return count
@@ -249,14 +256,20 @@ class UdpEndpoint:
         n = int(n)
         if n <= 0:
             return 0, 0
-        _check_send_arrays(buf, off, ip, port, n)
+        checked = self._checked
+        if (len(checked) != 5 or checked[0] is not buf or checked[1] is not off
+                or checked[2] is not ip or checked[3] is not port or checked[4] < n):
+            _check_send_arrays(buf, off, ip, port, n)  # once per set of arrays, not per tick
+            self._checked = (buf, off, ip, port, min(off.shape[0] - 1, ip.shape[0], port.shape[0]))
         if not self.batched:
             return self._send_batch_portable(buf, off, ip, port, n)
         scratch = self._tx_scratch
         if scratch is None or scratch[0].size < self._mmsg.scratch_bytes(n):
             scratch = self._tx_scratch = self._mmsg.scratch(n)
-        sent, nbytes, errors = self._mmsg.send_batch(self.sock.fileno(), buf, off, ip, port,
-                                                     n, *scratch)
+        args = (self.sock.fileno(), buf, off, ip, port, n, scratch[0], scratch[1], scratch[2])
+        if self._send is None:
+            self._send = bind(self._mmsg.send_batch, *args)
+        sent, nbytes, errors = self._send(*args)
         self.send_errors += errors
         return sent, nbytes
 

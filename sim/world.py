@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim import schema as S
+from sim.jit import bind
 from sim.rng import new_rng
 from sim.rules import GameRules, KernelRules, kernel_rules
 from sim.spawn import place_player
@@ -58,9 +59,13 @@ class World:
 
     def step(self) -> int:
         """Run one tick; return the number of claims. Events: self.events[:event_count]."""
-        return step_world(self.pf, self.pi, self.tf, self.ti, self.p_starts, self.p_items,
-                          self.t_starts, self.t_items, self.clock, self.rng, self.value_cdf,
-                          self.events, self.claim_ring, self.board, self.final_board, self.kr)
+        args = (self.pf, self.pi, self.tf, self.ti, self.p_starts, self.p_items,
+                self.t_starts, self.t_items, self.clock, self.rng, self.value_cdf,
+                self.events, self.claim_ring, self.board, self.final_board, self.kr)
+        step = self.__dict__.get("_step")
+        if step is None:  # bound once: the arrays and rules never change type
+            step = self.__dict__["_step"] = bind(step_world, *args)
+        return step(*args)
 
     def join(self, slot: int) -> int:
         """Bring a player into `slot` at a random place; return its new generation."""

@@ -320,7 +320,9 @@ class ReferenceEncoder:
                                    ("tx", tx), ("tn", tn)):
                     if value:
                         doc[key] = value
-            recent = [c for c in claims if base is None or c[0] > base.tick]
+            recent = [c for c in claims if (base is None or c[0] > base.tick)
+                      and (c[1] == s or (float(tf[S.TX, c[2]]) - x) ** 2
+                           + (float(tf[S.TY, c[2]]) - y) ** 2 <= kr.view_radius ** 2)]
             if recent:
                 doc["ev"] = [(c[0] & MASK) if k == 0 else c[k] for c in recent for k in range(4)]
             if ring.count % caps.leaderboard_every_snapshots == 0 and not show_result:

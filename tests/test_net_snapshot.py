@@ -855,8 +855,8 @@ def widest_delta(players: int, treasures: int, tick: int = 2**31 - 2):
     w.ti[S.T_STATE, 256:256 + treasures] = S.CLAIMED
     w.ti[S.T_STATE, 256 + treasures:256 + 2 * treasures] = S.BURIED
     place_wide(w, rng, 20.0, -1)  # residuals below -32768: int32
-    for r in range(S.CLAIM_RING):
-        w.claim_ring[r] = (t, 40000 + r, 256 + r, 100)
+    for r in range(S.CLAIM_RING):  # treasures in view (far claims are left out), u16 ids
+        w.claim_ring[r] = (t, 40000 + r, 256 + treasures + r % treasures, 100)
     rebuild_grids(w)
     return rig, check_encode(rig)
 
