@@ -1,0 +1,1281 @@
+"""The bot horde's kernels: thousands of protocol clients as rows of arrays, no Python per bot.
+
+Every bot is one row of `bots` (int64[N, BOT_COLS], columns B_*), plus its entry in a few
+side arrays (next input time, heading, RNG state, the send times of its recent inputs, the
+treasure lists of its recent snapshots). The table is bot-major: a datagram touches one
+bot's fields, which then share a few cache lines; the one scan over every bot (for due
+inputs, on every loop iteration) reads only `sched` (int64[N]), which stays compact for it.
+Five kernels do all per-datagram and per-bot work; the driver (tick/horde.py) only reads
+the clock, moves datagrams and calls them:
+
+- `write_connects`: CONNECT_REQUESTs for new bots (the driver's ramp) and resends every
+  `resend_ns` until an answer comes (docs/PROTOCOL.md 6.1, 11.1);
+- `receive_batch`: a drained DatagramBatch: the client's checks of section 10, in order,
+  routing CONNECT_ACCEPT/CONNECT_DENY by salt and SNAPSHOT/DISCONNECT by session id; a
+  bounded msgpack reader for the SNAPSHOT payload (v2: full and delta); the ack; claims;
+  input->ack latency into a histogram;
+- `write_inputs`: for every connected bot whose input time has come, a hunter's decision
+  (net/hunter.py's strategy) and an INPUT packet (6.4, newest record first, 3 repeats);
+- `expire_silent`: closes bots the server has been silent to for the session timeout;
+- `write_disconnects`: one DISCONNECT per connected bot at the end.
+
+Routing without dictionaries: a bot's salt is (random 32 bits << 32) | (index + 1), so an
+answer names its bot in its low 32 bits and the whole salt must still match; a session id's
+low 16 bits are the server's slot, and `slot_bot` (int32[65536]) maps slot -> bot index.
+
+What a bot keeps of its snapshots: its own state from "me", "a", the claims in "ev", and the
+treasure list, rebuilt exactly for deltas ("tr" for a full snapshot; baseline minus "tx"
+plus "tn" for a delta) in a ring of its last HELD_DEPTH lists; the target is the nearest
+treasure of the newest list. Player lists ("p", "pm", "pv", "pr", "pn") are checked for
+shape but not rebuilt: a bot does not look at other players. A delta against a tick the
+bot no longer holds is dropped as `no_baseline`, like the reference client.
+
+Nothing here reads a clock or a socket: `now` (monotonic ns) is an argument. Nothing raises
+on peer data and nothing allocates per call: every malformed datagram is one drop counter.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from net import drops as D
+from net.wire import (BUTTON_DIG, CONNECT_ACCEPT, CONNECT_ACCEPT_BODY, CONNECT_DENY,
+                      CONNECT_DENY_BODY, CONNECT_REQUEST, CONNECT_REQUEST_SIZE, DISCONNECT,
+                      DISCONNECT_BODY, DISCONNECT_CLIENT_QUIT, HEADER_SIZE, INPUT,
+                      INPUT_PREFIX, INPUT_RECORD, MAX_DATAGRAM, MAX_INPUTS_PER_PACKET,
+                      PROTOCOL_ID, SNAPSHOT, VERSION)
+from sim.jit import kernel
+from sim.rng import next_below, next_u64, next_unit
+
+# The tiny readers (an integer, an array or key header, a u32) are kernel(inline=True).
+# Measured: a loop calling read_int as an ordinary kernel spent 2.6 ns per integer (a call
+# LLVM did not inline), 14 ns once the call came with an NRT incref/decref pair of the row;
+# inlined and call-free, 0.4-0.7 ns. The hottest loop (check_rows) has the reader written
+# out: there, nested inlining left the refcount pair in the loop.
+
+# ---- layout ------------------------------------------------------------------------------
+
+# Bot states (column B_STATE). DENIED and CLOSED are final, as in the reference client.
+IDLE, CONNECTING, CONNECTED, DENIED, CLOSED = range(5)
+STATE_NAMES = ("idle", "connecting", "connected", "denied", "closed")
+
+# int64[N, BOT_COLS]: one row per bot. Times are monotonic ns; 0 = never.
+(B_STATE, B_SALT, B_SID, B_SLOT, B_TX_SEQ, B_RX_SEQ, B_INPUT_SEQ, B_ACK_TICK, B_HAVE_SNAP,
+ B_SNAPS, B_SNAPS_MEASURED, B_FIRST_RX, B_LAST_RX, B_LAST_HEARD, B_REQ_FIRST, B_REQ_LAST,
+ B_ACCEPTED_AT, B_CLOSED_AT, B_PHASED, B_QX, B_QY, B_SCORE, B_DIG, B_HEAT, B_HUNT,
+ B_TARGET, B_TQX, B_TQY, B_LAST_HEAT, B_WANDER, B_HIST_XY, B_HIST_DIG, B_CLAIMS,
+ B_CLAIM_TICK, B_LAT_ACKED, B_HELD_COUNT, B_ERROR) = range(37)
+BOT_COLS = 37
+# B_SALT holds the u64 salt's bits; B_TARGET is a treasure index or -1; B_PHASED is 1 once
+# the bot's input phase is drawn; B_HIST_XY / B_HIST_DIG pack the last 4 inputs
+# (16 bits each: move x byte | move y byte << 8, newest lowest; one dig bit each).
+
+#: sched[b] when bot b has no input to send (not connected).
+NEVER = np.iinfo(np.int64).max
+
+# Error codes (column B_ERROR): why a bot stopped, if it did not quit on its own.
+ERR_NONE, ERR_TIMED_OUT, ERR_CONNECT_TIMEOUT = 0, 1, 2
+ERR_DENIED = 16  # + the CONNECT_DENY reason
+ERR_DISCONNECTED = 32  # + the server's DISCONNECT reason
+
+# float64[SRV_ROWS]: what CONNECT_ACCEPT says (the same for every bot of one server).
+(SRV_KNOWN, SRV_TICK_RATE, SRV_SNAPSHOT_RATE, SRV_WIDTH, SRV_HEIGHT, SRV_DIG_RADIUS,
+ SRV_REVEAL_RADIUS, SRV_DIG_TICKS, SRV_TIMEOUT_S) = range(9)
+SRV_ROWS = 9
+
+# int64[ST_ROWS]: counters over the whole horde.
+(ST_STARTED, ST_CONNECTING, ST_REQUESTS, ST_ACCEPTS, ST_INPUTS, ST_LAG_SUM, ST_LAG_COUNT,
+ ST_SKIPPED, ST_NEXT_DUE, ST_SNAPSHOTS, ST_FULL, ST_DELTA, ST_LAT_SUM, ST_LAT_COUNT,
+ ST_LAT_MAX, ST_LAT_UNTIMED, ST_SERVER_CLOSED, ST_DISCONNECTS, ST_DENIED,
+ ST_TIMED_OUT, ST_SNAPSHOT_BYTES) = range(21)
+ST_ROWS = 21
+
+#: Send times kept per bot (by input seq mod this): an ack older than this many inputs
+#: cannot be timed (counted in ST_LAT_UNTIMED).
+SENT_RING = 64
+#: Latency histogram: 10 us bins up to 1 s, 1 ms bins from 1 s to 60 s (an overloaded
+#: server), then one overflow bin (bin LAT_BINS).
+LAT_BIN_NS = 10_000
+LAT_FINE_BINS = 100_000
+LAT_COARSE_NS = 1_000_000
+LAT_COARSE_BINS = 59_000
+LAT_BINS = LAT_FINE_BINS + LAT_COARSE_BINS
+_LAT_FINE_END = LAT_FINE_BINS * LAT_BIN_NS  # 1 s
+#: Treasure lists a bot holds as delta baselines (the server keeps at most 64; the default
+#: server ring is 8 and a bot acks with every input, so 16 leaves room).
+HELD_DEPTH = 16
+#: Most treasures one list may hold: net.limits caps max_visible_treasures at 32.
+HELD_TREASURES = 32
+#: Nesting of non-empty arrays/maps allowed inside a value the bot skips (unknown keys).
+SKIP_DEPTH = 32
+
+# Fields parse_snapshot extracts: int64[OUT_ROWS]. *_AT: byte offset of an array's first
+# element; *_N: its element count, -1 when the key is absent. O_B is -1 in a full snapshot.
+(O_T, O_A, O_B, O_HUNT, O_LEFT, O_SLOT, O_QX, O_QY, O_SCORE, O_DIG, O_HEAT, O_TR_AT,
+ O_TR_N, O_TX_AT, O_TX_N, O_TN_AT, O_TN_N, O_EV_AT, O_EV_N) = range(19)
+OUT_ROWS = 19
+
+# Snapshot keys the reader knows (bit k of the "seen" mask is key code k).
+(K_UNKNOWN, K_T, K_A, K_B, K_H, K_ME, K_P, K_TR, K_PM, K_PV, K_PR, K_PN, K_TX, K_TN, K_EV,
+ K_LB, K_HR) = range(17)
+
+# How check_rows constrains the integers of an array (in groups of `group`).
+ROWS_INT, ROWS_UINT, ROWS_ENTITY, ROWS_TREASURE, ROWS_ASCENDING = range(5)
+
+_ACCEPT_SIZE = HEADER_SIZE + CONNECT_ACCEPT_BODY.size  # 60
+_DENY_SIZE = HEADER_SIZE + CONNECT_DENY_BODY.size  # 25
+_DISCONNECT_SIZE = HEADER_SIZE + DISCONNECT_BODY.size  # 17
+_INPUT_HEAD = HEADER_SIZE + INPUT_PREFIX.size  # 21
+_RECORD = INPUT_RECORD.size  # 8
+#: Room one bot's INPUT takes in the send buffer (53 bytes, rounded up).
+INPUT_ROOM = 64
+_U32 = 0xFFFFFFFF
+_TWO_PI = 2.0 * math.pi
+_EDGE_MARGIN = 32.0  # world units: a wandering bot turns back this close to an edge
+_STOP = np.int64(-1)
+
+
+# ---- bytes -------------------------------------------------------------------------------
+
+@kernel(inline=True)
+def get_u16(row: np.ndarray, at: int) -> int:
+    """Little-endian u16 at byte `at` of row (uint8[:])."""
+    return np.int64(row[at]) | (np.int64(row[at + 1]) << 8)
+
+
+@kernel(inline=True)
+def get_u32(row: np.ndarray, at: int) -> int:
+    """Little-endian u32 at byte `at`."""
+    return (np.int64(row[at]) | (np.int64(row[at + 1]) << 8) | (np.int64(row[at + 2]) << 16)
+            | (np.int64(row[at + 3]) << 24))
+
+
+@kernel(inline=True)
+def get_u64_bits(row: np.ndarray, at: int) -> int:
+    """Little-endian u64 at byte `at`, as the int64 with the same bits."""
+    return get_u32(row, at) | (get_u32(row, at + 4) << 32)
+
+
+@kernel
+def get_f32(row: np.ndarray, at: int) -> float:
+    """Little-endian IEEE 754 binary32 at byte `at`, exactly, as a float64."""
+    bits = get_u32(row, at)
+    sign = -1.0 if bits >> 31 else 1.0
+    exp = (bits >> 23) & 0xFF
+    mant = bits & 0x7FFFFF
+    if exp == 0xFF:
+        return np.nan if mant else sign * np.inf
+    if exp == 0:
+        return sign * math.ldexp(float(mant), -149)
+    return sign * math.ldexp(float(mant | 0x800000), exp - 150)
+
+
+@kernel(inline=True)
+def put_u32(buf: np.ndarray, at: int, v: int) -> None:
+    """Write the low 32 bits of v, little-endian, at byte `at`."""
+    for k in range(4):
+        buf[at + k] = (v >> (8 * k)) & 0xFF
+
+
+@kernel
+def put_header(buf: np.ndarray, at: int, ptype: int, sid: int, seq: int) -> None:
+    """The 16-byte header (docs/PROTOCOL.md 4)."""
+    buf[at] = PROTOCOL_ID & 0xFF
+    buf[at + 1] = PROTOCOL_ID >> 8
+    buf[at + 2] = VERSION
+    buf[at + 3] = ptype
+    for k in range(4, 8):
+        buf[at + k] = 0
+    put_u32(buf, at + 8, sid)
+    put_u32(buf, at + 12, seq)
+
+
+# ---- the msgpack reader ------------------------------------------------------------------
+# Each reader takes (row, pos, end) and returns the position after what it read, or -1 for
+# anything malformed (wrong type, truncated, out of range). Lengths are checked before use.
+
+@kernel(inline=True)
+def read_int(row: np.ndarray, pos: int, end: int) -> tuple:
+    """(value, next pos) of a msgpack integer of any width; next pos -1 if the byte at pos
+    starts no integer, the integer is cut, or it does not fit an int64."""
+    if pos >= end:
+        return np.int64(0), _STOP
+    c = np.int64(row[pos])
+    if c <= 0x7F:
+        return c, pos + 1
+    if c >= 0xE0:
+        return c - 256, pos + 1
+    if c < 0xCC or c > 0xD3:
+        return np.int64(0), _STOP
+    # cc cd ce cf (uint 8..64), d0 d1 d2 d3 (int 8..64): 1 << (c & 3) bytes
+    size = np.int64(1) << (c & 3)
+    if pos + 1 + size > end:
+        return np.int64(0), _STOP
+    v = np.int64(0)
+    for k in range(size):
+        v = (v << 8) | np.int64(row[pos + 1 + k])
+    if c == 0xCF and v < 0:  # a u64 above 2**63 - 1
+        return np.int64(0), _STOP
+    if c >= 0xD0 and size < 8:  # sign-extend int 8/16/32
+        top = np.int64(1) << (8 * size - 1)
+        if v >= top:
+            v -= top << 1
+    return v, pos + 1 + size
+
+
+@kernel(inline=True)
+def read_array(row: np.ndarray, pos: int, end: int) -> tuple:
+    """(element count, next pos) of an array header (fixarray, array 16, array 32)."""
+    if pos >= end:
+        return np.int64(0), _STOP
+    c = np.int64(row[pos])
+    if 0x90 <= c <= 0x9F:
+        return c & 0xF, pos + 1
+    if c == 0xDC:
+        if pos + 3 > end:
+            return np.int64(0), _STOP
+        return (np.int64(row[pos + 1]) << 8) | np.int64(row[pos + 2]), pos + 3
+    if c == 0xDD:
+        if pos + 5 > end:
+            return np.int64(0), _STOP
+        n = np.int64(0)
+        for k in range(4):
+            n = (n << 8) | np.int64(row[pos + 1 + k])
+        return n, pos + 5
+    return np.int64(0), _STOP
+
+
+@kernel(inline=True)
+def read_key(row: np.ndarray, pos: int, end: int) -> tuple:
+    """(key code K_*, next pos) of a map key, which must be a msgpack str (any form)."""
+    if pos >= end:
+        return K_UNKNOWN, _STOP
+    c = np.int64(row[pos])
+    if 0xA0 <= c <= 0xBF:
+        n = c & 0x1F
+        at = pos + 1
+    elif c == 0xD9 or c == 0xDA or c == 0xDB:
+        size = 1 if c == 0xD9 else (2 if c == 0xDA else 4)
+        if pos + 1 + size > end:
+            return K_UNKNOWN, _STOP
+        n = np.int64(0)
+        for k in range(size):
+            n = (n << 8) | np.int64(row[pos + 1 + k])
+        at = pos + 1 + size
+    else:
+        return K_UNKNOWN, _STOP
+    if at + n > end:
+        return K_UNKNOWN, _STOP
+    code = K_UNKNOWN
+    if n == 1:
+        c0 = row[at]
+        if c0 == 116:  # t
+            code = K_T
+        elif c0 == 97:  # a
+            code = K_A
+        elif c0 == 98:  # b
+            code = K_B
+        elif c0 == 104:  # h
+            code = K_H
+        elif c0 == 112:  # p
+            code = K_P
+    elif n == 2:
+        c0 = row[at]
+        c1 = row[at + 1]
+        if c0 == 109 and c1 == 101:  # me
+            code = K_ME
+        elif c0 == 116 and c1 == 114:  # tr
+            code = K_TR
+        elif c0 == 116 and c1 == 120:  # tx
+            code = K_TX
+        elif c0 == 116 and c1 == 110:  # tn
+            code = K_TN
+        elif c0 == 112:
+            if c1 == 109:  # pm
+                code = K_PM
+            elif c1 == 118:  # pv
+                code = K_PV
+            elif c1 == 114:  # pr
+                code = K_PR
+            elif c1 == 110:  # pn
+                code = K_PN
+        elif c0 == 101 and c1 == 118:  # ev
+            code = K_EV
+        elif c0 == 108 and c1 == 98:  # lb
+            code = K_LB
+        elif c0 == 104 and c1 == 114:  # hr
+            code = K_HR
+    return code, at + n
+
+
+@kernel
+def skip_value(row: np.ndarray, pos: int, end: int, stack: np.ndarray) -> int:
+    """The position after one msgpack value of any type (the value of an unknown key), or
+    -1. bin, ext and the reserved byte 0xc1 are malformed here, and so is nesting non-empty
+    arrays/maps more than SKIP_DEPTH deep. stack: int64[>= SKIP_DEPTH + 1] scratch.
+
+    No recursion: stack[d] counts the items still to skip at depth d. Every item takes at
+    least one byte, so the loop ends within the payload whatever the headers claim.
+    """
+    depth = 0
+    stack[0] = 1
+    while True:
+        if pos >= end:
+            return -1
+        c = np.int64(row[pos])
+        pos += 1
+        children = np.int64(0)
+        if c <= 0x7F or c >= 0xE0 or c == 0xC0 or c == 0xC2 or c == 0xC3:
+            pass  # fixint, nil, false, true: the byte alone
+        elif 0xA0 <= c <= 0xBF:
+            pos += c & 0x1F
+        elif 0x90 <= c <= 0x9F:
+            children = c & 0xF
+        elif 0x80 <= c <= 0x8F:
+            children = 2 * (c & 0xF)
+        elif c == 0xCC or c == 0xD0:
+            pos += 1
+        elif c == 0xCD or c == 0xD1:
+            pos += 2
+        elif c == 0xCE or c == 0xD2 or c == 0xCA:
+            pos += 4
+        elif c == 0xCF or c == 0xD3 or c == 0xCB:
+            pos += 8
+        elif 0xD9 <= c <= 0xDF:  # str 8/16/32, array 16/32, map 16/32
+            size = 1 if c == 0xD9 else (2 if (c == 0xDA or c == 0xDC or c == 0xDE) else 4)
+            if pos + size > end:
+                return -1
+            n = np.int64(0)
+            for k in range(size):
+                n = (n << 8) | np.int64(row[pos + k])
+            pos += size
+            if c <= 0xDB:
+                pos += n  # a string's bytes
+            elif c <= 0xDD:
+                children = n
+            else:
+                children = 2 * n
+        else:
+            return -1  # bin (c4-c6), ext (c7-c9, d4-d8), reserved (c1)
+        if pos > end:
+            return -1
+        stack[depth] -= 1
+        if children > 0:
+            if depth + 1 > SKIP_DEPTH:
+                return -1
+            depth += 1
+            stack[depth] = children
+        while stack[depth] == 0:
+            if depth == 0:
+                return pos
+            depth -= 1
+
+
+@kernel
+def check_rows(row: np.ndarray, pos: int, end: int, kind: int, group: int) -> tuple:
+    """(next pos, position of the first element, element count) of an array of integers
+    whose length is a multiple of `group`, each integer constrained by `kind`:
+    ROWS_INT any; ROWS_UINT >= 0; ROWS_ENTITY per group of 5 [id >= 0, qx, qy in u16,
+    vx, vy any]; ROWS_TREASURE per group of 4 [id, qx, qy in u16, value >= 0];
+    ROWS_ASCENDING >= 0 and strictly ascending. next pos -1 if anything is off.
+
+    The integer reader is written out in the loop (as read_int, which is not called here):
+    most of a snapshot's bytes go through this loop, and any call in it costs an NRT
+    incref/decref pair per integer."""
+    n, pos = read_array(row, pos, end)
+    if pos < 0 or n % group != 0:
+        return _STOP, np.int64(0), np.int64(0)
+    first = pos
+    prev = np.int64(-1)
+    col = 0
+    for _j in range(n):
+        if pos >= end:
+            return _STOP, np.int64(0), np.int64(0)
+        c = np.int64(row[pos])
+        if c <= 0x7F:
+            v = c
+            pos += 1
+        elif c >= 0xE0:
+            v = c - 256
+            pos += 1
+        elif c < 0xCC or c > 0xD3:
+            return _STOP, np.int64(0), np.int64(0)
+        else:  # cc-cf uint 8..64, d0-d3 int 8..64: 1 << (c & 3) bytes, big-endian
+            size = np.int64(1) << (c & 3)
+            if pos + 1 + size > end:
+                return _STOP, np.int64(0), np.int64(0)
+            v = np.int64(0)
+            for k in range(size):
+                v = (v << 8) | np.int64(row[pos + 1 + k])
+            if c == 0xCF and v < 0:
+                return _STOP, np.int64(0), np.int64(0)
+            if c >= 0xD0 and size < 8:
+                top = np.int64(1) << (8 * size - 1)
+                if v >= top:
+                    v -= top << 1
+            pos += 1 + size
+        if kind == ROWS_UINT:
+            ok = v >= 0
+        elif kind == ROWS_ENTITY:
+            ok = (v >= 0) if col == 0 else ((0 <= v <= 0xFFFF) if col <= 2 else True)
+        elif kind == ROWS_TREASURE:
+            ok = v >= 0 and (v <= 0xFFFF or col == 3)
+        elif kind == ROWS_ASCENDING:
+            ok = v > prev
+            prev = v
+        else:
+            ok = True
+        if not ok:
+            return _STOP, np.int64(0), np.int64(0)
+        col += 1
+        if col == group:
+            col = 0
+    return pos, first, n
+
+
+@kernel
+def parse_snapshot(row: np.ndarray, n: int, stack: np.ndarray, out: np.ndarray) -> bool:
+    """Check a SNAPSHOT's payload (row[HEADER_SIZE:n]) and extract what a bot uses into
+    out (int64[OUT_ROWS], rows O_*). True if valid. The payload must be:
+
+    - exactly one msgpack map (any map form) and nothing after it, its keys msgpack
+      strings; each known key at most once; the value of an unknown key any msgpack value
+      but bin or ext, non-empty containers nested at most SKIP_DEPTH deep;
+    - "t", "a", "b": integers in 0..2**32-1; "h": [2 ints >= 0]; "me": [6 ints >= 0];
+    - "p", "pn": ints in rows of 5 (id >= 0, qx, qy in 0..65535, vx, vy any);
+      "pm": ints in rows of 3; "pv": ints in rows of 5; "pr", "tx": strictly ascending
+      ints >= 0; "tr", "tn": rows of 4 (id, qx, qy in 0..65535, value >= 0);
+      "ev": ints >= 0 in rows of 4; "lb": ints >= 0 in rows of 2; "hr": one int, then
+      ints >= 0 in rows of 2 ("int" is any msgpack integer that fits an int64);
+    - "t", "a", "h", "me" present; without "b" (a full snapshot) "p" and "tr" too.
+
+    Whether a delta's baseline is held, and its "tx" indices fit it, is for the caller.
+    """
+    pos = np.int64(HEADER_SIZE)
+    end = np.int64(n)
+    if pos >= end:
+        return False
+    c = np.int64(row[pos])
+    if 0x80 <= c <= 0x8F:
+        pairs = c & 0xF
+        pos += 1
+    elif c == 0xDE or c == 0xDF:
+        size = 2 if c == 0xDE else 4
+        if pos + 1 + size > end:
+            return False
+        pairs = np.int64(0)
+        for k in range(size):
+            pairs = (pairs << 8) | np.int64(row[pos + 1 + k])
+        pos += 1 + size
+    else:
+        return False
+    for k in range(OUT_ROWS):
+        out[k] = -1
+    seen = np.int64(0)
+    for _ in range(pairs):
+        code, pos = read_key(row, pos, end)
+        if pos < 0:
+            return False
+        if code != K_UNKNOWN:
+            bit = np.int64(1) << code
+            if seen & bit:
+                return False
+            seen |= bit
+        if code == K_T or code == K_A or code == K_B:
+            v, pos = read_int(row, pos, end)
+            if pos < 0 or v < 0 or v > _U32:
+                return False
+            out[O_T if code == K_T else (O_A if code == K_A else O_B)] = v
+        elif code == K_H or code == K_ME:
+            count, pos = read_array(row, pos, end)
+            want = 2 if code == K_H else 6
+            if pos < 0 or count != want:
+                return False
+            first = O_HUNT if code == K_H else O_SLOT
+            for j in range(want):
+                v, pos = read_int(row, pos, end)
+                if pos < 0 or v < 0:
+                    return False
+                out[first + j] = v
+        elif code >= K_P and code <= K_LB:  # the flat integer arrays: one (inlined) reader
+            if code == K_P or code == K_PN:
+                kind, group = ROWS_ENTITY, 5
+            elif code == K_PM:
+                kind, group = ROWS_INT, 3
+            elif code == K_PV:
+                kind, group = ROWS_INT, 5
+            elif code == K_PR or code == K_TX:
+                kind, group = ROWS_ASCENDING, 1
+            elif code == K_TR or code == K_TN:
+                kind, group = ROWS_TREASURE, 4
+            elif code == K_EV:
+                kind, group = ROWS_UINT, 4
+            else:  # K_LB
+                kind, group = ROWS_UINT, 2
+            pos, at, count = check_rows(row, pos, end, kind, group)
+            if code == K_TR or code == K_TN or code == K_TX or code == K_EV:
+                where = (O_TR_AT if code == K_TR else O_TN_AT if code == K_TN
+                         else O_TX_AT if code == K_TX else O_EV_AT)
+                out[where] = at
+                out[where + 1] = count  # O_*_N follows O_*_AT
+        elif code == K_HR:
+            count, pos = read_array(row, pos, end)
+            if pos < 0 or count < 1 or (count - 1) % 2 != 0:
+                return False
+            _v, pos = read_int(row, pos, end)
+            for _j in range(count - 1):
+                if pos < 0:
+                    return False
+                v, pos = read_int(row, pos, end)
+                if v < 0:
+                    return False
+        else:
+            pos = skip_value(row, pos, end, stack)
+        if pos < 0:
+            return False
+    if pos != end:
+        return False
+    need = ((np.int64(1) << K_T) | (np.int64(1) << K_A) | (np.int64(1) << K_H)
+            | (np.int64(1) << K_ME))
+    if seen & need != need:
+        return False
+    full = (np.int64(1) << K_P) | (np.int64(1) << K_TR)
+    if not (seen & (np.int64(1) << K_B)) and seen & full != full:
+        return False
+    return True
+
+
+@kernel
+def read_ints(row: np.ndarray, pos: int, count: int, vals: np.ndarray) -> None:
+    """vals[:count] = the `count` integers from byte `pos` (an array parse_snapshot checked)."""
+    end = row.shape[0]
+    for j in range(count):
+        v, pos = read_int(row, pos, end)
+        vals[j] = v
+
+
+@kernel
+def rebuild_treasures(row: np.ndarray, out: np.ndarray, base: np.ndarray, n_base: int,
+                      lists: np.ndarray) -> int:
+    """The treasure list after this snapshot, into lists (int64[HELD_TREASURES, 3]: id,
+    qx, qy); return its length, or -1 if it is malformed (a "tx" index >= n_base, more
+    than HELD_TREASURES treasures). A full snapshot's list is "tr"; a delta's is `base`
+    (uint16[>= n_base, 3], the baseline's list) minus the "tx" entries, then "tn".
+    `out` is parse_snapshot's output for this row."""
+    end = row.shape[0]
+    m = 0
+    if out[O_B] < 0:
+        count = out[O_TR_N] // 4
+        if count > HELD_TREASURES:
+            return -1
+        pos = out[O_TR_AT]
+        for j in range(count):
+            for f in range(3):
+                v, pos = read_int(row, pos, end)
+                lists[j, f] = v
+            _value, pos = read_int(row, pos, end)
+        return count
+    # the baseline minus "tx" (indices strictly ascending: parse_snapshot checked)
+    tx_left = out[O_TX_N] if out[O_TX_N] > 0 else 0
+    tx_pos = out[O_TX_AT]
+    nxt = np.int64(-1)
+    if tx_left > 0:
+        nxt, tx_pos = read_int(row, tx_pos, end)
+        tx_left -= 1
+    for i in range(n_base):
+        if i == nxt:
+            nxt = np.int64(-1)
+            if tx_left > 0:
+                nxt, tx_pos = read_int(row, tx_pos, end)
+                tx_left -= 1
+            continue
+        lists[m, 0] = base[i, 0]
+        lists[m, 1] = base[i, 1]
+        lists[m, 2] = base[i, 2]
+        m += 1
+    if nxt >= 0:  # an index the baseline does not have
+        return -1
+    count = out[O_TN_N] // 4 if out[O_TN_N] > 0 else 0
+    if m + count > HELD_TREASURES:
+        return -1
+    pos = out[O_TN_AT]
+    for j in range(count):
+        for f in range(3):
+            v, pos = read_int(row, pos, end)
+            lists[m, f] = v
+        _value, pos = read_int(row, pos, end)
+        m += 1
+    return m
+
+
+@kernel
+def nearest_treasure(lists: np.ndarray, count: int, qx: int, qy: int, sx: float,
+                     sy: float) -> int:
+    """Index in lists[:count] (id, qx, qy rows) of the treasure nearest to (qx, qy), by
+    world distance (sx, sy: world units per quantum); the first on ties; -1 if none."""
+    best = -1
+    best_d2 = 0.0
+    for j in range(count):
+        dx = float(lists[j, 1] - qx) * sx
+        dy = float(lists[j, 2] - qy) * sy
+        d2 = dx * dx + dy * dy
+        if best < 0 or d2 < best_d2:
+            best = j
+            best_d2 = d2
+    return best
+
+
+# ---- receiving ---------------------------------------------------------------------------
+
+@kernel
+def record_latency(ns: int, hist: np.ndarray, stats: np.ndarray) -> None:
+    """One input->ack sample (ns) into hist (int64[LAT_BINS + 1]: fine bins, coarse bins,
+    overflow) and its sum, count and max into stats."""
+    if ns < 0:
+        ns = 0
+    if ns < _LAT_FINE_END:
+        k = ns // LAT_BIN_NS
+    else:
+        k = LAT_FINE_BINS + (ns - _LAT_FINE_END) // LAT_COARSE_NS
+        if k > LAT_BINS:
+            k = LAT_BINS
+    hist[k] += 1
+    stats[ST_LAT_SUM] += ns
+    stats[ST_LAT_COUNT] += 1
+    if ns > stats[ST_LAT_MAX]:
+        stats[ST_LAT_MAX] = ns
+
+
+@kernel
+def _on_accept(row: np.ndarray, bots: np.ndarray, sched: np.ndarray, slot_bot: np.ndarray,
+               srv: np.ndarray, stats: np.ndarray, drops: np.ndarray, now: int) -> None:
+    salt = get_u64_bits(row, HEADER_SIZE)
+    b = (salt & _U32) - 1
+    if b < 0 or b >= bots.shape[0] or bots[b, B_SALT] != salt:
+        drops[D.UNKNOWN_SESSION] += 1
+        return
+    state = bots[b, B_STATE]
+    if state != CONNECTING and state != CONNECTED:
+        drops[D.UNKNOWN_SESSION] += 1
+        return
+    if state == CONNECTED:  # a second answer to a resent request
+        drops[D.DUPLICATE_CONNECT] += 1
+        return
+    sid = get_u32(row, 8)
+    slot = sid & 0xFFFF  # what SNAPSHOTs are routed by (the body's slot equals it)
+    bots[b, B_STATE] = CONNECTED
+    bots[b, B_SID] = sid
+    bots[b, B_SLOT] = slot
+    bots[b, B_RX_SEQ] = 0
+    bots[b, B_ACCEPTED_AT] = now
+    bots[b, B_LAST_HEARD] = now
+    sched[b] = now  # write_inputs draws the bot's phase at its first turn
+    slot_bot[slot] = b
+    stats[ST_CONNECTING] -= 1
+    stats[ST_ACCEPTS] += 1
+    at = HEADER_SIZE + 8
+    srv[SRV_TICK_RATE] = get_u16(row, at + 2)
+    srv[SRV_SNAPSHOT_RATE] = get_u16(row, at + 4)
+    srv[SRV_WIDTH] = get_f32(row, at + 8)
+    srv[SRV_HEIGHT] = get_f32(row, at + 12)
+    srv[SRV_DIG_RADIUS] = get_f32(row, at + 16)
+    srv[SRV_REVEAL_RADIUS] = get_f32(row, at + 20)
+    srv[SRV_DIG_TICKS] = get_u32(row, at + 24)
+    srv[SRV_TIMEOUT_S] = get_u32(row, at + 32) / 1000.0
+    srv[SRV_KNOWN] = 1.0
+
+
+@kernel
+def _on_deny(row: np.ndarray, bots: np.ndarray, stats: np.ndarray, drops: np.ndarray,
+             now: int) -> None:
+    salt = get_u64_bits(row, HEADER_SIZE)
+    b = (salt & _U32) - 1
+    if (b < 0 or b >= bots.shape[0] or bots[b, B_SALT] != salt
+            or bots[b, B_STATE] != CONNECTING):
+        drops[D.UNKNOWN_SESSION] += 1
+        return
+    bots[b, B_STATE] = DENIED
+    bots[b, B_ERROR] = ERR_DENIED + row[HEADER_SIZE + 8]
+    bots[b, B_CLOSED_AT] = now
+    stats[ST_CONNECTING] -= 1
+    stats[ST_DENIED] += 1
+
+
+@kernel
+def _on_snapshot(row: np.ndarray, n: int, b: int, seq: int, bots: np.ndarray,
+                 srv: np.ndarray, sent: np.ndarray, held_tick: np.ndarray,
+                 held_n: np.ndarray, held: np.ndarray, hist: np.ndarray, stats: np.ndarray,
+                 drops: np.ndarray, stack: np.ndarray, out: np.ndarray, lists: np.ndarray,
+                 now: int, measure_from: int) -> None:
+    if not parse_snapshot(row, n, stack, out):
+        drops[D.BAD_PAYLOAD] += 1
+        return
+    depth = held_tick.shape[1]
+    base = -1
+    if out[O_B] >= 0:
+        for k in range(depth):
+            if held_tick[b, k] == out[O_B]:
+                base = k
+                break
+        if base < 0:
+            drops[D.NO_BASELINE] += 1
+            return
+        m = rebuild_treasures(row, out, held[b, base], held_n[b, base], lists)
+    else:
+        m = rebuild_treasures(row, out, held[b, 0], 0, lists)
+    if m < 0:
+        drops[D.BAD_PAYLOAD] += 1
+        return
+    # accepted (section 10, check 11a): from here on the datagram changes the bot
+    t = out[O_T]
+    k = bots[b, B_HELD_COUNT] % depth
+    held_tick[b, k] = t
+    held_n[b, k] = m
+    for j in range(m):
+        held[b, k, j, 0] = lists[j, 0]
+        held[b, k, j, 1] = lists[j, 1]
+        held[b, k, j, 2] = lists[j, 2]
+    bots[b, B_HELD_COUNT] += 1
+    bots[b, B_RX_SEQ] = seq
+    bots[b, B_LAST_HEARD] = now
+    bots[b, B_ACK_TICK] = t  # the newest held (sequences, so ticks, only grow)
+    bots[b, B_HAVE_SNAP] = 1
+    bots[b, B_SNAPS] += 1
+    if bots[b, B_FIRST_RX] == 0:
+        bots[b, B_FIRST_RX] = now
+    bots[b, B_LAST_RX] = now
+    if now >= measure_from:
+        bots[b, B_SNAPS_MEASURED] += 1
+    stats[ST_SNAPSHOTS] += 1
+    stats[ST_SNAPSHOT_BYTES] += n
+    stats[ST_DELTA if base >= 0 else ST_FULL] += 1
+    bots[b, B_QX] = out[O_QX]
+    bots[b, B_QY] = out[O_QY]
+    bots[b, B_SCORE] = out[O_SCORE]
+    bots[b, B_DIG] = out[O_DIG]
+    bots[b, B_HEAT] = out[O_HEAT]
+    bots[b, B_HUNT] = out[O_HUNT]
+    # claims: count each of this bot's claims once (ev repeats them, newest first)
+    if out[O_EV_N] > 0:
+        end = row.shape[0]
+        pos = out[O_EV_AT]
+        newest = bots[b, B_CLAIM_TICK]
+        for _j in range(out[O_EV_N] // 4):
+            tick, pos = read_int(row, pos, end)
+            slot, pos = read_int(row, pos, end)
+            _treasure, pos = read_int(row, pos, end)
+            _value, pos = read_int(row, pos, end)
+            if slot == bots[b, B_SLOT] and tick > bots[b, B_CLAIM_TICK]:
+                bots[b, B_CLAIMS] += 1
+                if tick > newest:
+                    newest = tick
+        bots[b, B_CLAIM_TICK] = newest
+    # target: the nearest treasure of the list this snapshot leaves the bot with
+    sx = srv[SRV_WIDTH] / 65536.0
+    sy = srv[SRV_HEIGHT] / 65536.0
+    j = nearest_treasure(lists, m, out[O_QX], out[O_QY], sx, sy)
+    if j >= 0:
+        bots[b, B_TARGET] = lists[j, 0]
+        bots[b, B_TQX] = lists[j, 1]
+        bots[b, B_TQY] = lists[j, 2]
+    else:
+        bots[b, B_TARGET] = -1
+    # input->ack latency: every input seq newly covered by "a", timed once
+    a = out[O_A]
+    if a > bots[b, B_INPUT_SEQ]:
+        a = bots[b, B_INPUT_SEQ]  # an ack of inputs never sent: time only the real ones
+    lo = bots[b, B_LAT_ACKED]
+    if a > lo:
+        first = lo + 1
+        ring = sent.shape[1]
+        if a - first >= ring:  # older than the ring: no send time left
+            stats[ST_LAT_UNTIMED] += a - ring + 1 - first
+            first = a - ring + 1
+        for s in range(first, a + 1):
+            sent_at = sent[b, s % ring]
+            if sent_at >= measure_from:
+                record_latency(now - sent_at, hist, stats)
+            else:
+                stats[ST_LAT_UNTIMED] += 1
+        bots[b, B_LAT_ACKED] = a
+
+
+@kernel
+def receive_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np.ndarray,
+                  count: int, server_ip: int, server_port: int, now: int, measure_from: int,
+                  bots: np.ndarray, sched: np.ndarray, slot_bot: np.ndarray, srv: np.ndarray,
+                  sent: np.ndarray, held_tick: np.ndarray, held_n: np.ndarray,
+                  held: np.ndarray, hist: np.ndarray, stats: np.ndarray, drops: np.ndarray,
+                  scratch: np.ndarray, lists: np.ndarray) -> None:
+    """Check and apply datagrams 0..count-1 of a drained batch, received by `now` (ns).
+
+    data: uint8[C, SLOT_BYTES]; length: int32[C]; ip, port: int64[C] (net.batch);
+    bots: int64[N, BOT_COLS]; sched: int64[N] next input time (NEVER: none); slot_bot:
+    int32[65536] (-1: no bot); srv: float64[SRV_ROWS];
+    sent: int64[N, SENT_RING] send time of input seq s at s % SENT_RING; held_tick:
+    int64[N, HELD_DEPTH] (-1: empty); held_n: int64[N, HELD_DEPTH]; held:
+    uint16[N, HELD_DEPTH, HELD_TREASURES, 3]; hist: int64[LAT_BINS + 1]; stats:
+    int64[ST_ROWS]; drops: int64[len(net.drops.REASONS)]; scratch: int64[>= OUT_ROWS +
+    SKIP_DEPTH + 1]; lists: int64[HELD_TREASURES, 3] scratch. Latency samples count only
+    for inputs sent at or after `measure_from`.
+
+    The checks are the reference client's (docs/PROTOCOL.md 10), first failure counted
+    under its reason, plus one before them all: a datagram not from the server's address
+    is `wrong_address` (a connected socket would not even deliver it).
+    """
+    out = scratch[:OUT_ROWS]
+    stack = scratch[OUT_ROWS:]
+    n_bots = bots.shape[0]
+    for i in range(count):
+        n = np.int64(length[i])
+        row = data[i]
+        if ip[i] != server_ip or port[i] != server_port:
+            drops[D.WRONG_ADDRESS] += 1
+            continue
+        if n < HEADER_SIZE:
+            drops[D.TOO_SHORT] += 1
+            continue
+        if n > MAX_DATAGRAM:
+            drops[D.OVERSIZE] += 1
+            continue
+        if (np.int64(row[0]) | (np.int64(row[1]) << 8)) != PROTOCOL_ID:
+            drops[D.BAD_PROTOCOL] += 1
+            continue
+        if row[2] != VERSION:
+            drops[D.BAD_VERSION] += 1
+            continue
+        if row[4] != 0 or row[5] != 0 or row[6] != 0 or row[7] != 0:
+            drops[D.BAD_FLAGS] += 1
+            continue
+        ptype = row[3]
+        if ptype == CONNECT_ACCEPT:
+            if n != _ACCEPT_SIZE:
+                drops[D.BAD_LENGTH] += 1
+            else:
+                _on_accept(row, bots, sched, slot_bot, srv, stats, drops, now)
+            continue
+        if ptype == CONNECT_DENY:
+            if n != _DENY_SIZE:
+                drops[D.BAD_LENGTH] += 1
+            else:
+                _on_deny(row, bots, stats, drops, now)
+            continue
+        if ptype != SNAPSHOT and ptype != DISCONNECT:
+            drops[D.BAD_TYPE] += 1
+            continue
+        sid = get_u32(row, 8)
+        b = np.int64(slot_bot[sid & 0xFFFF])
+        if b < 0 or b >= n_bots or bots[b, B_STATE] != CONNECTED or bots[b, B_SID] != sid:
+            drops[D.UNKNOWN_SESSION] += 1
+            continue
+        seq = get_u32(row, 12)
+        if seq <= bots[b, B_RX_SEQ]:
+            drops[D.STALE_SEQUENCE] += 1
+            continue
+        if ptype == DISCONNECT:
+            if n != _DISCONNECT_SIZE:
+                drops[D.BAD_LENGTH] += 1
+                continue
+            bots[b, B_STATE] = CLOSED
+            bots[b, B_ERROR] = ERR_DISCONNECTED + row[HEADER_SIZE]
+            bots[b, B_CLOSED_AT] = now
+            sched[b] = NEVER
+            slot_bot[sid & 0xFFFF] = -1
+            stats[ST_SERVER_CLOSED] += 1
+            continue
+        _on_snapshot(row[:n], n, b, seq, bots, srv, sent, held_tick, held_n, held, hist,
+                     stats, drops, stack, out, lists, now, measure_from)
+
+
+# ---- sending -----------------------------------------------------------------------------
+
+@kernel
+def put_connect_request(buf: np.ndarray, at: int, salt: int, index: int) -> int:
+    """A 256-byte CONNECT_REQUEST (6.1) with name "h<index>"; return the end position."""
+    for k in range(CONNECT_REQUEST_SIZE):
+        buf[at + k] = 0
+    put_header(buf, at, CONNECT_REQUEST, 0, 0)
+    put_u32(buf, at + HEADER_SIZE, salt & _U32)
+    put_u32(buf, at + HEADER_SIZE + 4, (salt >> 32) & _U32)
+    digits = 1
+    v = index
+    while v >= 10:
+        v //= 10
+        digits += 1
+    name = at + HEADER_SIZE + 9
+    buf[name] = 104  # "h"
+    v = index
+    for k in range(digits):
+        buf[name + digits - k] = 48 + v % 10
+        v //= 10
+    buf[at + HEADER_SIZE + 8] = digits + 1  # name length (at most 11 bytes)
+    return at + CONNECT_REQUEST_SIZE
+
+
+@kernel
+def write_connects(bots: np.ndarray, stats: np.ndarray, now: int, allowance: int,
+                   resend_ns: int, timeout_ns: int, buf: np.ndarray, off: np.ndarray) -> int:
+    """CONNECT_REQUESTs due now, into buf (uint8[C * 256]) with off (int32[C + 1]); return
+    how many (at most C). First the resends (connecting bots whose last request is
+    `resend_ns` old; a bot asking for longer than `timeout_ns`, if > 0, gives up: closed,
+    ERR_CONNECT_TIMEOUT), then up to `allowance` bots that never asked, in index order."""
+    cap = off.shape[0] - 1
+    n_out = 0
+    off[0] = 0
+    started = stats[ST_STARTED]
+    if stats[ST_CONNECTING] > 0:
+        for b in range(started):
+            if bots[b, B_STATE] != CONNECTING:
+                continue
+            if timeout_ns > 0 and now - bots[b, B_REQ_FIRST] > timeout_ns:
+                bots[b, B_STATE] = CLOSED
+                bots[b, B_ERROR] = ERR_CONNECT_TIMEOUT
+                bots[b, B_CLOSED_AT] = now
+                stats[ST_CONNECTING] -= 1
+                continue
+            if now - bots[b, B_REQ_LAST] < resend_ns or n_out >= cap:
+                continue
+            off[n_out + 1] = put_connect_request(buf, off[n_out], bots[b, B_SALT], b)
+            bots[b, B_REQ_LAST] = now
+            n_out += 1
+    while allowance > 0 and started < bots.shape[0] and n_out < cap:
+        b = started
+        bots[b, B_STATE] = CONNECTING
+        bots[b, B_REQ_FIRST] = now
+        bots[b, B_REQ_LAST] = now
+        off[n_out + 1] = put_connect_request(buf, off[n_out], bots[b, B_SALT], b)
+        n_out += 1
+        started += 1
+        allowance -= 1
+        stats[ST_CONNECTING] += 1
+    stats[ST_STARTED] = started
+    stats[ST_REQUESTS] += n_out
+    return n_out
+
+
+@kernel
+def decide(b: int, bots: np.ndarray, heading: np.ndarray, rng: np.ndarray,
+           srv: np.ndarray) -> tuple:
+    """(move x, move y, dig) for bot b's next input: net/hunter.py's strategy. With a
+    target treasure: walk to it, dig within half the dig radius (or, edging closer,
+    within 0.9 of it). Without: wander (new random heading every 20-80 inputs while the
+    heat is 0), turn away by a random amount when the heat drops, turn back at edges.
+    rng: uint64[N] (SplitMix64 states); heading: float64[N] radians."""
+    if bots[b, B_HAVE_SNAP] == 0:
+        return 0, 0, False  # nothing known yet: stand still
+    sx = srv[SRV_WIDTH] / 65536.0
+    sy = srv[SRV_HEIGHT] / 65536.0
+    if bots[b, B_TARGET] >= 0:
+        dx = float(bots[b, B_TQX] - bots[b, B_QX]) * sx
+        dy = float(bots[b, B_TQY] - bots[b, B_QY]) * sy
+        dist = math.sqrt(dx * dx + dy * dy)
+        radius = srv[SRV_DIG_RADIUS]
+        if dist <= radius * 0.5:
+            return 0, 0, True
+        if dist <= radius * 0.9:
+            return int(40.0 * dx / dist), int(40.0 * dy / dist), True
+        return int(127.0 * dx / dist), int(127.0 * dy / dist), False
+    state = rng[b:b + 1]
+    heat = bots[b, B_HEAT]
+    if heat == 0:
+        bots[b, B_WANDER] -= 1
+        if bots[b, B_WANDER] <= 0:
+            heading[b] = next_unit(state) * _TWO_PI
+            bots[b, B_WANDER] = 20 + next_below(state, 61)
+    elif heat < bots[b, B_LAST_HEAT]:  # colder: turn away, by a random amount
+        side = 1.0 if next_below(state, 2) == 1 else -1.0
+        heading[b] += side * (0.6 + 1.6 * next_unit(state))
+    bots[b, B_LAST_HEAT] = heat
+    cx = math.cos(heading[b])
+    cy = math.sin(heading[b])
+    x = bots[b, B_QX] * sx
+    y = bots[b, B_QY] * sy
+    if (x < _EDGE_MARGIN and cx < 0) or (x > srv[SRV_WIDTH] - _EDGE_MARGIN and cx > 0):
+        cx = -cx
+    if (y < _EDGE_MARGIN and cy < 0) or (y > srv[SRV_HEIGHT] - _EDGE_MARGIN and cy > 0):
+        cy = -cy
+    heading[b] = math.atan2(cy, cx)
+    return int(127.0 * cx), int(127.0 * cy), False
+
+
+@kernel
+def put_input(buf: np.ndarray, at: int, bots: np.ndarray, b: int) -> int:
+    """Bot b's INPUT (6.4) with its newest input and up to 3 earlier ones, newest first;
+    return the end position. B_TX_SEQ / B_INPUT_SEQ / history already advanced."""
+    seq = bots[b, B_INPUT_SEQ]
+    count = seq if seq < MAX_INPUTS_PER_PACKET else MAX_INPUTS_PER_PACKET
+    put_header(buf, at, INPUT, bots[b, B_SID], bots[b, B_TX_SEQ])
+    put_u32(buf, at + HEADER_SIZE, bots[b, B_ACK_TICK])
+    buf[at + HEADER_SIZE + 4] = count
+    xy = bots[b, B_HIST_XY]
+    dig = bots[b, B_HIST_DIG]
+    pos = at + _INPUT_HEAD
+    for k in range(count):
+        put_u32(buf, pos, seq - k)
+        buf[pos + 4] = (xy >> (16 * k)) & 0xFF
+        buf[pos + 5] = (xy >> (16 * k + 8)) & 0xFF
+        buf[pos + 6] = BUTTON_DIG if (dig >> k) & 1 else 0
+        buf[pos + 7] = 0
+        pos += _RECORD
+    return pos
+
+
+@kernel
+def write_inputs(bots: np.ndarray, sched: np.ndarray, heading: np.ndarray, rng: np.ndarray,
+                 srv: np.ndarray, sent: np.ndarray, stats: np.ndarray, now: int, period: int,
+                 buf: np.ndarray, off: np.ndarray) -> int:
+    """One INPUT for every connected bot whose input time (sched[b]) has come, into buf
+    (uint8[C * INPUT_ROOM]) with off (int32[C + 1]); return how many (at most C).
+
+    Each bot sends every `period` ns from its own random phase, drawn at its first turn
+    after the accept. An input is sent late when the driver is: the lateness is summed into
+    ST_LAG_SUM; input times missed entirely (more than a period late) are skipped, counted
+    in ST_SKIPPED, never sent in a burst. The send time (`now`) goes to
+    sent[b, seq % SENT_RING]. stats[ST_NEXT_DUE] gets the earliest input time to come."""
+    cap = off.shape[0] - 1
+    n_out = 0
+    off[0] = 0
+    if period < 1:
+        period = 1
+    next_due = NEVER
+    ring = sent.shape[1]
+    for b in range(sched.shape[0]):
+        due = sched[b]
+        if due > now:
+            if due < next_due:
+                next_due = due
+            continue
+        if n_out >= cap:  # no room left: the rest go in the next call
+            next_due = now
+            break
+        if bots[b, B_PHASED] == 0:  # the first turn: spread bots over the period
+            bots[b, B_PHASED] = 1
+            due = now + next_below(rng[b:b + 1], period)
+            sched[b] = due
+            if due < next_due:
+                next_due = due
+            continue
+        late = now - due
+        missed = late // period
+        stats[ST_LAG_SUM] += late
+        stats[ST_LAG_COUNT] += 1
+        stats[ST_SKIPPED] += missed
+        nxt = due + (missed + 1) * period
+        sched[b] = nxt
+        if nxt < next_due:
+            next_due = nxt
+        mx, my, dig = decide(b, bots, heading, rng, srv)
+        bots[b, B_INPUT_SEQ] += 1
+        bots[b, B_TX_SEQ] += 1
+        bots[b, B_HIST_XY] = ((bots[b, B_HIST_XY] & 0xFFFFFFFFFFFF) << 16) | (
+            (mx & 0xFF) | ((my & 0xFF) << 8))
+        bots[b, B_HIST_DIG] = ((bots[b, B_HIST_DIG] << 1) | (1 if dig else 0)) & 0xF
+        sent[b, bots[b, B_INPUT_SEQ] % ring] = now
+        off[n_out + 1] = put_input(buf, off[n_out], bots, b)
+        n_out += 1
+    stats[ST_INPUTS] += n_out
+    stats[ST_NEXT_DUE] = next_due
+    return n_out
+
+
+@kernel
+def expire_silent(bots: np.ndarray, sched: np.ndarray, slot_bot: np.ndarray, srv: np.ndarray,
+                  stats: np.ndarray, now: int) -> int:
+    """Close every connected bot that heard nothing accepted for longer than the session
+    timeout (docs/PROTOCOL.md 11.1): ERR_TIMED_OUT. Return how many. (Called a few times a
+    second, not per datagram: a timeout is seconds long.)"""
+    timeout_ns = np.int64(srv[SRV_TIMEOUT_S] * 1e9)
+    closed = 0
+    if timeout_ns <= 0:
+        return 0
+    for b in range(bots.shape[0]):
+        if bots[b, B_STATE] == CONNECTED and now - bots[b, B_LAST_HEARD] > timeout_ns:
+            bots[b, B_STATE] = CLOSED
+            bots[b, B_ERROR] = ERR_TIMED_OUT
+            bots[b, B_CLOSED_AT] = now
+            sched[b] = NEVER
+            slot_bot[bots[b, B_SLOT]] = -1
+            closed += 1
+    stats[ST_TIMED_OUT] += closed
+    return closed
+
+
+@kernel
+def write_disconnects(bots: np.ndarray, sched: np.ndarray, slot_bot: np.ndarray,
+                      stats: np.ndarray, now: int, buf: np.ndarray, off: np.ndarray) -> int:
+    """A DISCONNECT (6.6, reason client quit) for every connected bot, which is then
+    closed (no error: it quit); connecting bots just stop. buf: uint8[>= N * 17]; off:
+    int32[N + 1]. Return how many were written."""
+    n_out = 0
+    off[0] = 0
+    for b in range(bots.shape[0]):
+        state = bots[b, B_STATE]
+        if state == CONNECTING:
+            bots[b, B_STATE] = CLOSED
+            bots[b, B_CLOSED_AT] = now
+            stats[ST_CONNECTING] -= 1
+            continue
+        if state != CONNECTED:
+            continue
+        bots[b, B_TX_SEQ] += 1
+        at = off[n_out]
+        put_header(buf, at, DISCONNECT, bots[b, B_SID], bots[b, B_TX_SEQ])
+        buf[at + HEADER_SIZE] = DISCONNECT_CLIENT_QUIT
+        off[n_out + 1] = at + _DISCONNECT_SIZE
+        n_out += 1
+        bots[b, B_STATE] = CLOSED
+        bots[b, B_CLOSED_AT] = now
+        sched[b] = NEVER
+        slot_bot[bots[b, B_SLOT]] = -1
+    stats[ST_DISCONNECTS] += n_out
+    return n_out
+
+
+@kernel
+def init_bots(bots: np.ndarray, sched: np.ndarray, heading: np.ndarray, rng: np.ndarray,
+              seed_state: np.ndarray, held_tick: np.ndarray) -> None:
+    """Fresh bots: each gets its own SplitMix64 state drawn from seed_state (uint64[1]),
+    a salt (random high 32 bits, index + 1 in the low 32) and a random heading."""
+    for b in range(bots.shape[0]):
+        for c in range(bots.shape[1]):
+            bots[b, c] = 0
+        rng[b] = next_u64(seed_state)
+        state = rng[b:b + 1]
+        high = np.int64(next_u64(state) >> np.uint64(32))
+        bots[b, B_SALT] = (high << 32) | (b + 1)
+        heading[b] = next_unit(state) * _TWO_PI
+        sched[b] = NEVER
+        bots[b, B_TARGET] = -1
+        bots[b, B_CLAIM_TICK] = -1
+        bots[b, B_HUNT] = -1
+        for k in range(held_tick.shape[1]):
+            held_tick[b, k] = -1
+
+
+# ---- the horde's arrays, and what they say -------------------------------------------------
+
+class HordeState:
+    """Every array of a horde of `count` bots, allocated once (shapes in the kernels'
+    docstrings), and the kernels as methods. `seed` fixes every random choice: salts,
+    headings, input phases, wandering. Time is an argument (monotonic ns)."""
+
+    def __init__(self, count: int, seed: int = 0, held_depth: int = HELD_DEPTH) -> None:
+        if not (isinstance(count, int) and 1 <= count <= 65535):  # a server's slots at most
+            raise ValueError(f"count must be an integer in 1..65535, got {count!r}")
+        if not (isinstance(seed, int) and 0 <= seed < 2**64):
+            raise ValueError(f"seed must be an integer in 0..2**64-1, got {seed!r}")
+        if not (isinstance(held_depth, int) and 1 <= held_depth <= 64):
+            raise ValueError(f"held_depth must be an integer in 1..64, got {held_depth!r}")
+        self.count = count
+        self.bots = np.zeros((count, BOT_COLS), np.int64)
+        self.sched = np.full(count, NEVER, np.int64)
+        self.heading = np.zeros(count, np.float64)
+        self.rng = np.zeros(count, np.uint64)
+        self.slot_bot = np.full(65536, -1, np.int32)
+        self.srv = np.zeros(SRV_ROWS, np.float64)
+        self.sent = np.zeros((count, SENT_RING), np.int64)
+        self.held_tick = np.full((count, held_depth), -1, np.int64)
+        self.held_n = np.zeros((count, held_depth), np.int64)
+        self.held = np.zeros((count, held_depth, HELD_TREASURES, 3), np.uint16)
+        self.hist = np.zeros(LAT_BINS + 1, np.int64)
+        self.stats = np.zeros(ST_ROWS, np.int64)
+        self.drops = D.new_drop_counters()
+        self.scratch = np.zeros(OUT_ROWS + SKIP_DEPTH + 1, np.int64)
+        self.lists = np.zeros((HELD_TREASURES, 3), np.int64)
+        init_bots(self.bots, self.sched, self.heading, self.rng, np.array([seed], np.uint64),
+                  self.held_tick)
+
+    def receive(self, batch, count: int, server_ip: int, server_port: int, now: int,
+                measure_from: int = 0) -> None:
+        """receive_batch over rows 0..count-1 of a net.batch.DatagramBatch."""
+        receive_batch(batch.data, batch.length, batch.ip, batch.port, count, server_ip,
+                      server_port, now, measure_from, self.bots, self.sched, self.slot_bot,
+                      self.srv, self.sent, self.held_tick, self.held_n, self.held, self.hist,
+                      self.stats, self.drops, self.scratch, self.lists)
+
+    def connects(self, now: int, allowance: int, resend_ns: int, timeout_ns: int,
+                 buf: np.ndarray, off: np.ndarray) -> int:
+        """write_connects: requests into buf/off; return how many."""
+        return write_connects(self.bots, self.stats, now, allowance, resend_ns, timeout_ns,
+                              buf, off)
+
+    def inputs(self, now: int, period: int, buf: np.ndarray, off: np.ndarray) -> int:
+        """write_inputs: due INPUTs into buf/off; return how many."""
+        return write_inputs(self.bots, self.sched, self.heading, self.rng, self.srv,
+                            self.sent, self.stats, now, period, buf, off)
+
+    def expire(self, now: int) -> int:
+        """expire_silent: close bots the server has been silent to; return how many."""
+        return expire_silent(self.bots, self.sched, self.slot_bot, self.srv, self.stats, now)
+
+    def disconnects(self, now: int, buf: np.ndarray, off: np.ndarray) -> int:
+        """write_disconnects: one DISCONNECT per connected bot; return how many."""
+        return write_disconnects(self.bots, self.sched, self.slot_bot, self.stats, now, buf,
+                                 off)
+
+    def column(self, field: int) -> np.ndarray:
+        """bots[:, field]: one field (B_*) of every bot (a view)."""
+        return self.bots[:, field]
+
+    def error_reasons(self) -> dict[str, int]:
+        """{reason: bots} for every bot that stopped with an error."""
+        from collections import Counter
+        names = {ERR_TIMED_OUT: "timed out", ERR_CONNECT_TIMEOUT: "connect timed out"}
+        deny = {1: "server full", 2: "wrong version", 3: "shutting down"}
+        leave = {1: "client quit", 2: "server shutdown", 3: "timed out", 4: "kicked"}
+        counts: Counter = Counter()
+        for code in self.bots[:, B_ERROR][self.bots[:, B_ERROR] != 0].tolist():
+            if code >= ERR_DISCONNECTED:
+                r = code - ERR_DISCONNECTED
+                counts[f"disconnected ({leave.get(r, r)})"] += 1
+            elif code >= ERR_DENIED:
+                r = code - ERR_DENIED
+                counts[f"denied ({deny.get(r, r)})"] += 1
+            else:
+                counts[names.get(code, str(code))] += 1
+        return dict(counts)
+
+
+def bin_middle_ns(k: int) -> float:
+    """The middle of latency bin k (ns); the overflow bin has none (inf)."""
+    if k < LAT_FINE_BINS:
+        return (k + 0.5) * LAT_BIN_NS
+    if k < LAT_BINS:
+        return _LAT_FINE_END + (k - LAT_FINE_BINS + 0.5) * LAT_COARSE_NS
+    return math.inf
+
+
+def latency_summary(hist: np.ndarray, stats: np.ndarray) -> dict[str, float]:
+    """{mean, p50, p99, max, count} of the input->ack histogram, in ms. Percentiles are
+    nearest-rank (numpy's 'inverted_cdf'), reported at their bin's middle (never above the
+    max): within 5 us of the exact sample below 1 s, within 0.5 ms up to 60 s, and the max
+    itself beyond. mean and max are exact."""
+    count = int(stats[ST_LAT_COUNT])
+    if count == 0:
+        return dict(mean=0.0, p50=0.0, p99=0.0, max=0.0, count=0)
+    top = int(stats[ST_LAT_MAX])
+    cum = np.cumsum(hist)
+
+    def pct(q: float) -> float:
+        rank = max(1, math.ceil(q * count))
+        k = int(np.searchsorted(cum, rank))
+        return min(bin_middle_ns(k), top) / 1e6
+
+    return dict(mean=round(int(stats[ST_LAT_SUM]) / count / 1e6, 3), p50=round(pct(0.50), 3),
+                p99=round(pct(0.99), 3), max=round(top / 1e6, 3), count=count)
+
+
+def warm_up() -> None:
+    """Compile (or load from cache) every kernel with the real dtypes, on 2 bots."""
+    from net.batch import DatagramBatch
+    h = HordeState(2, seed=1)
+    buf = np.zeros(2 * CONNECT_REQUEST_SIZE, np.uint8)
+    off = np.zeros(3, np.int32)
+    h.connects(1, 2, 1, 0, buf, off)
+    batch = DatagramBatch.allocate(1)
+    h.receive(batch, 1, 0, 0, 1, 0)
+    h.inputs(1, 1000, np.zeros(2 * INPUT_ROOM, np.uint8), off)
+    h.expire(1)
+    h.disconnects(1, np.zeros(2 * INPUT_ROOM, np.uint8), off)
