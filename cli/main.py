@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from cli.bench import bench
 from cli.settings import SettingsError, build_config
 
 log = logging.getLogger("xmarks")
@@ -45,6 +46,7 @@ def cli() -> None:
       xmarks serve --bots 8                 # a live world with 8 hunting bots
       xmarks serve --port 7777 --duration 60
       xmarks bots --server 127.0.0.1:7777 --count 50 --duration 15 --json
+      xmarks bench --players 1000 --tick-rate 20 --duration 10
     """
 
 
@@ -52,6 +54,10 @@ def cli() -> None:
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="UDP port (default 7777).")
 @click.option("--tick-rate", type=float, default=None, help="Ticks per second, a whole number 1..240 (default 20).")
+@click.option("--snapshot-rate", type=float, default=None,
+              help="Snapshots per second to each client; must divide the tick rate (default: one per tick).")
+@click.option("--io", type=click.Choice(["auto", "batched", "portable"]), default=None,
+              help="UDP path: batched recvmmsg/sendmmsg (Linux) or portable socket calls (default auto).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML file with [server], [tick], [game] and [net] tables.")
 @click.option("--seed", type=int, default=None, help="World seed (same seed + inputs = same world).")
@@ -61,7 +67,19 @@ def cli() -> None:
               help="Also start this many hunting bots against the server (a live demo).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
-def serve(host, port, tick_rate, config_path, seed, duration, bot_count, log_level) -> None:
+# Hidden: the measurement window `xmarks bench` reads (tick/stats.py, profiling/README.md).
+@click.option("--stats-json", type=click.Path(dir_okay=False), default=None, hidden=True,
+              help="Write the figures of a measurement window to this file as JSON.")
+@click.option("--stats-after", type=click.FloatRange(min=0), default=0.0, hidden=True,
+              help="Open the window this many seconds after the first tick.")
+@click.option("--stats-for", type=click.FloatRange(min=0, min_open=True), default=None,
+              hidden=True, help="Close the window this long after it opened (default: at exit).")
+@click.option("--stats-signal", is_flag=True, hidden=True,
+              help="Open the window on SIGUSR1 instead of at --stats-after.")
+@click.option("--ready-file", type=click.Path(dir_okay=False), default=None, hidden=True,
+              help="Write {host, port, pid, t_ns} here once warmed up, just before tick 0.")
+def serve(host, port, tick_rate, snapshot_rate, io, config_path, seed, duration, bot_count,
+          log_level, stats_json, stats_after, stats_for, stats_signal, ready_file) -> None:
     """Serve one world over UDP until Ctrl-C, SIGTERM or --duration.
 
     Settings come from defaults < --config FILE < XMARKS_* environment variables < flags.
@@ -77,7 +95,8 @@ def serve(host, port, tick_rate, config_path, seed, duration, bot_count, log_lev
     _setup_logging(log_level)
     try:
         config = build_config(config_path, None, {"host": host, "port": port,
-                                                  "tick_rate": tick_rate, "seed": seed})
+                                                  "tick_rate": tick_rate, "seed": seed,
+                                                  "snapshot_rate": snapshot_rate, "io": io})
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
     from tick.server import GameServer, install_signal_handlers  # numba loads here, not for --help
@@ -89,6 +108,17 @@ def serve(host, port, tick_rate, config_path, seed, duration, bot_count, log_lev
     install_signal_handlers(server)  # a Ctrl-C during warm-up still ends in a clean exit 0
     log.info("warming up kernels (first run compiles them, later runs load numba's cache)...")
     server.warm_up()
+    stats = None
+    if stats_json:
+        from tick.stats import StatsWindow
+        stats = StatsWindow(server, stats_json, after_s=None if stats_signal else stats_after,
+                            for_s=stats_for)
+        stats.attach()
+        if stats_signal:
+            stats.install_signal()
+    if ready_file:
+        from tick.stats import write_ready
+        write_ready(ready_file, server.address)
     swarm = None
     if bot_count:
         host_, port_ = server.address
@@ -98,6 +128,8 @@ def serve(host, port, tick_rate, config_path, seed, duration, bot_count, log_lev
         log.info("started %d bots (pid %d)", bot_count, swarm.pid)
     try:
         server.run(duration)
+        if stats is not None:
+            stats.finish()  # before close(): the figures read the socket's kernel drops
     finally:
         server.close()
         if swarm is not None:
@@ -121,7 +153,21 @@ def serve(host, port, tick_rate, config_path, seed, duration, bot_count, log_lev
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bots' choices.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing (for the serve --bots demo).")
-def bots(server_addr, count, duration, seed, as_json, quiet) -> None:
+# Hidden: the bench's bot process (tick/horde.py: every bot a column of arrays, numba kernels).
+@click.option("--horde", is_flag=True, hidden=True,
+              help="Drive the bots as one horde (thousands from one process).")
+@click.option("--warmup", type=click.FloatRange(min=0), default=0.0, hidden=True,
+              help="Horde: seconds at the start that latency and rates leave out.")
+@click.option("--io", type=click.Choice(["auto", "batched", "portable"]), default="auto",
+              hidden=True, help="Horde: the UDP path.")
+@click.option("--connect-rate", type=click.FloatRange(min=0, min_open=True), default=2000.0,
+              hidden=True, help="Horde: new bots per second.")
+@click.option("--input-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              hidden=True, help="Horde: inputs per bot per second (default: the tick rate).")
+@click.option("--ready-file", type=click.Path(dir_okay=False), default=None, hidden=True,
+              help="Horde: write {host, port, pid, t_ns} here just before the run starts.")
+def bots(server_addr, count, duration, seed, as_json, quiet, horde, warmup, io, connect_rate,
+         input_rate, ready_file) -> None:
     """Run COUNT bots that really hunt: follow the heat hint, walk to revealed treasure, dig.
 
     Exit code 0 if every bot connected, 1 otherwise.
@@ -139,7 +185,11 @@ def bots(server_addr, count, duration, seed, as_json, quiet) -> None:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
-    report = Swarm(server, count, seed=seed).run(duration, stop=lambda: bool(stopping))
+    if horde:
+        report = _run_horde(server, count, seed, duration, warmup, io, connect_rate,
+                            input_rate, ready_file, lambda: bool(stopping))
+    else:
+        report = Swarm(server, count, seed=seed).run(duration, stop=lambda: bool(stopping))
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     elif not quiet:
@@ -150,6 +200,26 @@ def bots(server_addr, count, duration, seed, as_json, quiet) -> None:
         click.echo(f"xmarks: {count - report.connected} of {count} bots never connected"
                    f"{': ' + reasons if reasons else ''}", err=True)
         sys.exit(1)
+
+
+def _run_horde(server, count, seed, duration, warmup, io, connect_rate, input_rate,
+               ready_file, stop):
+    """The horde's run for `bots --horde`: warm-up and measured time are both in
+    `duration` (the first `warmup` seconds are left out of the figures)."""
+    from tick.horde import Horde
+    from tick.stats import write_ready
+
+    try:
+        horde = Horde(server, count, seed=seed, input_rate=input_rate,
+                      connect_rate=connect_rate, io=io)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if ready_file:
+        write_ready(ready_file, horde.endpoint.address)
+    return horde.run(duration, warmup=warmup, stop=stop)
+
+
+cli.add_command(bench)
 
 
 def main() -> None:
