@@ -338,6 +338,7 @@ def test_stats_window_on_a_server(tmp_path, by_signal):
                                           treasure_count=4),
                           rates=TickRates(tick_rate=50.0, status_every=0.0), port=0)
     server = GameServer(config)
+    server.warm_up()  # on a fresh clone the first tick would compile for seconds
     path = tmp_path / "stats.json"
     window = S.StatsWindow(server, str(path), after_s=None if by_signal else 0.1, for_s=0.2,
                            count_allocs=False)
@@ -354,7 +355,7 @@ def test_stats_window_on_a_server(tmp_path, by_signal):
         server.close()
     fig = json.loads(path.read_text())
     assert fig == window.figures
-    assert 0.19 <= fig["window_s"] <= 0.35
+    assert 0.19 <= fig["window_s"] <= 0.5  # 0.2 s asked; a slow tick may close it late
     assert 5 <= fig["ticks"] <= 17 and fig["ticks_timed"] == fig["ticks"]
     assert fig["snapshots"] == 0 and fig["server_cpu_us_per_client_tick"] == 0.0
     assert fig["py_allocs_per_tick"] == -1.0 and fig["py_allocs_note"]
