@@ -17,7 +17,7 @@ class NetLimits:
     """What the network layer allows. Durations in seconds."""
 
     session_timeout: float = 5.0  # silence after which a session is dropped
-    rx_batch: int = 4096  # datagrams per drain (a tick drains until one comes back short)
+    rx_batch: int = 0  # datagrams per drain; 0: max_players (a tick's inputs in one drain)
     max_visible_players: int = 32  # other players per snapshot (the nearest, if more are in view)
     max_visible_treasures: int = 16  # revealed treasures per snapshot (the nearest)
     claim_event_window: float = 2.0  # recent claims repeat in snapshots this long
@@ -34,7 +34,11 @@ class NetLimits:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise LimitsError(f"{name} must be a positive number, got {value!r}")
-        for name, top in (("rx_batch", 65536), ("max_visible_players", 120),
+        if not (isinstance(self.rx_batch, int) and not isinstance(self.rx_batch, bool)
+                and 0 <= self.rx_batch <= 65536):
+            raise LimitsError(f"rx_batch must be an integer in 0..65536 (0: max_players), "
+                              f"got {self.rx_batch!r}")
+        for name, top in (("max_visible_players", 120),
                           ("max_visible_treasures", 32), ("snapshot_ring", 64)):
             value = getattr(self, name)
             if not (isinstance(value, int) and 1 <= value <= top):
@@ -50,6 +54,12 @@ class NetLimits:
             raise LimitsError(
                 f"max_visible_players/max_visible_treasures allow {worst}-byte snapshots; "
                 f"the limit is {MAX_DATAGRAM}")
+
+
+    def batch_size(self, max_players: int) -> int:
+        """Datagrams per drain: rx_batch, or max_players when it is 0. One drain a tick
+        then takes every player's input, and the tick's Python work stays flat in N."""
+        return self.rx_batch or max_players
 
 
 def worst_snapshot_size(players: int, treasures: int) -> int:

@@ -75,8 +75,9 @@ class ServerProtocol:
         # typing, so a tick allocates next to nothing in Python)
         self._decode = self._expire = self._encode = self._count_sizes = None
         # preallocated per-tick buffers
-        self._ctrl_index = np.zeros(limits.rx_batch, np.int32)
-        self._ctrl_kind = np.zeros(limits.rx_batch, np.int32)
+        batch = limits.batch_size(self.capacity)
+        self._ctrl_index = np.zeros(batch, np.int32)
+        self._ctrl_kind = np.zeros(batch, np.int32)
         self._expired = np.zeros(self.capacity, np.int32)
         self._one = DatagramBatch.allocate(1)
         self.out = np.zeros(self.capacity * MAX_DATAGRAM + 4096, np.uint8)
@@ -113,7 +114,10 @@ class ServerProtocol:
 
     def receive_batch(self, batch: DatagramBatch, now: int) -> list:
         """Decode every datagram of `batch` received by time `now` (ns); return events."""
-        count = min(batch.count, self._ctrl_index.shape[0])
+        if batch.capacity > self._ctrl_index.shape[0]:  # a bigger batch than planned: grow once
+            self._ctrl_index = np.zeros(batch.capacity, np.int32)
+            self._ctrl_kind = np.zeros(batch.capacity, np.int32)
+        count = batch.count
         args = (batch.data, batch.length, batch.ip, batch.port, count, self.sessions,
                 self.world.pi, now, self.drops, self.accepted, self._ctrl_index,
                 self._ctrl_kind)

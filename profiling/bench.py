@@ -603,7 +603,7 @@ def _probe(spec: BenchSpec, config, server: dict) -> dict:
     shape = ProbeShape(players=players, ticks=server["ticks"], snapshots=server["snapshots"],
                        inputs=server["packets_in"], snapshot_hist=server["snapshot_size_hist"])
     result = run_probe(shape, repeats=spec.probe_repeats, io="auto",
-                       rx_batch=config.limits.rx_batch, max_players=spec.players)
+                       rx_batch=config.limits.batch_size(config.rules.max_players), max_players=spec.players)
     result["shape"] = {k: v for k, v in asdict(shape).items() if k != "snapshot_hist"}
     return result
 

@@ -142,7 +142,7 @@ def one_line_error(excinfo, *words):
     ("[game]\nseed = -1\n", ["seed"]),
     ("[game]\nworld_width = 70000.0\n", ["world_width"]),
     ("[net]\nsession_timeout = 0\n", ["session_timeout"]),
-    ("[net]\nrx_batch = 0\n", ["rx_batch"]),
+    ("[net]\nrx_batch = -1\n", ["rx_batch"]),
     ("[net]\nmax_visible_players = 100\n", ["max_visible_players"]),
     ("[server]\nport = 65536\n", ["port"]),
 ])
