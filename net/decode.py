@@ -14,7 +14,8 @@ from net.sessions import (CONNECTED, S_ID, S_IP, S_LAST_HEARD, S_LAST_RX_SEQ, S_
                           S_SNAPSHOT_ACK, S_STATE)
 from net.wire import (BUTTON_DIG, CONNECT_REQUEST, CONNECT_REQUEST_SIZE, DISCONNECT,
                       DISCONNECT_BODY, HEADER_SIZE, INPUT, INPUT_PREFIX, INPUT_RECORD,
-                      KEEPALIVE, MAX_DATAGRAM, MAX_INPUTS_PER_PACKET, PROTOCOL_ID, VERSION)
+                      KEEPALIVE, MAX_INPUTS_PER_PACKET, VERSION)
+from net.header import frame_drop
 from sim.jit import kernel
 from sim.schema import P_DIG, P_INPUT_SEQ, P_MOVE_X, P_MOVE_Y
 
@@ -58,14 +59,9 @@ def decode_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np.
     for i in range(count):
         n = length[i]
         row = data[i]
-        if n < HEADER_SIZE:
-            drops[D.TOO_SHORT] += 1
-            continue
-        if n > MAX_DATAGRAM:
-            drops[D.OVERSIZE] += 1
-            continue
-        if (np.int64(row[0]) | (np.int64(row[1]) << 8)) != PROTOCOL_ID:
-            drops[D.BAD_PROTOCOL] += 1
+        why = frame_drop(row, n)
+        if why >= 0:
+            drops[why] += 1
             continue
         ptype = row[3]
         if row[2] != VERSION:

@@ -95,6 +95,24 @@ def full_treasures(sel: np.ndarray, n_sel: int, tq: np.ndarray, state: np.ndarra
 
 
 @kernel(inline=True)
+def append_new(sel: np.ndarray, n_sel: int, marks: np.ndarray, kept: int, now: np.ndarray,
+               state: np.ndarray, n: int) -> int:
+    """Append to state, from row n on, every id of sel[:n_sel] not marked kept (a new
+    entity), in sel order: [id, now[0, id], now[1, id], ...] (now: int32[F - 1, N], the
+    quantized table). Returns how many."""
+    new = 0
+    for q in range(n_sel):
+        j = sel[q]
+        if marks[MARK_BASE, j] == kept:
+            continue
+        state[n + new, E_ID] = j
+        for f in range(now.shape[0]):
+            state[n + new, 1 + f] = now[f, j]
+        new += 1
+    return new
+
+
+@kernel(inline=True)
 def diff_players(base: np.ndarray, n_base: int, dt: int, sel: np.ndarray, n_sel: int,
                  pq: np.ndarray, tolerance: int, marks: np.ndarray, stamp: np.ndarray,
                  kind: np.ndarray, res: np.ndarray, state: np.ndarray) -> tuple:
@@ -151,19 +169,8 @@ def diff_players(base: np.ndarray, n_base: int, dt: int, sel: np.ndarray, n_sel:
         state[n, E_VX] = vx if kind[i] == TURNED else vbx
         state[n, E_VY] = vy if kind[i] == TURNED else vby
         n += 1
-    new = 0
-    for q in range(n_sel):
-        j = sel[q]
-        if marks[MARK_BASE, j] == kept:
-            continue
-        state[n, E_ID] = j
-        state[n, E_QX] = pq[0, j]
-        state[n, E_QY] = pq[1, j]
-        state[n, E_VX] = pq[2, j]
-        state[n, E_VY] = pq[3, j]
-        n += 1
-        new += 1
-    return n, moved, turned, removed, new
+    new = append_new(sel, n_sel, marks, kept, pq, state, n)
+    return n + new, moved, turned, removed, new
 
 
 @kernel(inline=True)
@@ -192,15 +199,5 @@ def diff_treasures(base: np.ndarray, n_base: int, sel: np.ndarray, n_sel: int,
         for f in range(4):
             state[n, f] = base[i, f]
         n += 1
-    new = 0
-    for q in range(n_sel):
-        j = sel[q]
-        if marks[MARK_BASE, j] == kept:
-            continue
-        state[n, E_ID] = j
-        state[n, E_QX] = tq[0, j]
-        state[n, E_QY] = tq[1, j]
-        state[n, E_VALUE] = tq[2, j]
-        n += 1
-        new += 1
-    return n, removed, new
+    new = append_new(sel, n_sel, marks, kept, tq, state, n)
+    return n + new, removed, new

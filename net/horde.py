@@ -41,11 +41,11 @@ import math
 import numpy as np
 
 from net import drops as D
+from net.header import frame_drop, put_header
 from net.wire import (BUTTON_DIG, CONNECT_ACCEPT, CONNECT_ACCEPT_BODY, CONNECT_DENY,
                       CONNECT_DENY_BODY, CONNECT_REQUEST, CONNECT_REQUEST_SIZE, DISCONNECT,
                       DISCONNECT_BODY, DISCONNECT_CLIENT_QUIT, HEADER_SIZE, INPUT,
-                      INPUT_PREFIX, INPUT_RECORD, MAX_DATAGRAM, MAX_INPUTS_PER_PACKET,
-                      PROTOCOL_ID, SNAPSHOT, VERSION)
+                      INPUT_PREFIX, INPUT_RECORD, MAX_INPUTS_PER_PACKET, SNAPSHOT, VERSION)
 from sim.jit import kernel
 from sim.rng import next_below, next_u64, next_unit
 
@@ -177,19 +177,6 @@ def put_u32(buf: np.ndarray, at: int, v: int) -> None:
     """Write the low 32 bits of v, little-endian, at byte `at`."""
     for k in range(4):
         buf[at + k] = (v >> (8 * k)) & 0xFF
-
-
-@kernel
-def put_header(buf: np.ndarray, at: int, ptype: int, sid: int, seq: int) -> None:
-    """The 16-byte header (docs/PROTOCOL.md 4)."""
-    buf[at] = PROTOCOL_ID & 0xFF
-    buf[at + 1] = PROTOCOL_ID >> 8
-    buf[at + 2] = VERSION
-    buf[at + 3] = ptype
-    for k in range(4, 8):
-        buf[at + k] = 0
-    put_u32(buf, at + 8, sid)
-    put_u32(buf, at + 12, seq)
 
 
 # ---- the msgpack reader ------------------------------------------------------------------
@@ -834,14 +821,9 @@ def receive_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np
         if ip[i] != server_ip or port[i] != server_port:
             drops[D.WRONG_ADDRESS] += 1
             continue
-        if n < HEADER_SIZE:
-            drops[D.TOO_SHORT] += 1
-            continue
-        if n > MAX_DATAGRAM:
-            drops[D.OVERSIZE] += 1
-            continue
-        if (np.int64(row[0]) | (np.int64(row[1]) << 8)) != PROTOCOL_ID:
-            drops[D.BAD_PROTOCOL] += 1
+        why = frame_drop(row, n)
+        if why >= 0:
+            drops[why] += 1
             continue
         if row[2] != VERSION:
             drops[D.BAD_VERSION] += 1

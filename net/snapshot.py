@@ -16,11 +16,12 @@ import numpy as np
 from net.aoi import gather_cells, select_visible
 from net.delta import (MOVED, REMOVED, TURNED, diff_players, diff_treasures, full_players,
                        full_treasures, quantize, quantize_players, quantize_treasures)
+from net.header import put_header
 from net.msgpack_out import put_array, put_int, put_key, put_map, put_uint
 from net.sessions import CONNECTED, S_ID, S_IP, S_PORT, S_SNAPSHOT_ACK, S_STATE, S_TX_SEQ
 from net.snapshot_ring import (E_ID, E_QX, E_QY, E_VX, E_VY, PLAYER_FIELDS, TREASURE_FIELDS,
                                V_BIAS, find_baseline)
-from net.wire import MAX_DATAGRAM, PROTOCOL_ID, SNAPSHOT, VERSION
+from net.wire import MAX_DATAGRAM, SNAPSHOT
 from sim.jit import kernel
 from sim.schema import (BURIED, CLAIM_HEAD, CLAIM_RING, CR_SLOT, CR_TICK, CR_TREASURE,
                         CR_VALUE, HUNT_ID, HUNT_START, LAST_HUNT_END, LB_SCORE, LB_SLOT,
@@ -93,21 +94,6 @@ def new_encode_scratch(max_players: int, max_treasures: int, world_players: int,
         np.zeros((max_players, 4), np.int32), np.zeros((max_players, PLAYER_FIELDS), np.int32),
         np.zeros(max_treasures, np.int32), np.zeros((max_treasures, TREASURE_FIELDS), np.int32),
         np.zeros(CLAIM_RING, np.int32))
-
-
-@kernel
-def put_header(buf: np.ndarray, pos: int, sid: int, seq: int) -> int:
-    """The 16-byte SNAPSHOT header (little-endian)."""
-    buf[pos] = PROTOCOL_ID & 0xFF
-    buf[pos + 1] = PROTOCOL_ID >> 8
-    buf[pos + 2] = VERSION
-    buf[pos + 3] = SNAPSHOT
-    for k in range(4, 8):
-        buf[pos + k] = 0
-    for k in range(4):
-        buf[pos + 8 + k] = (sid >> (8 * k)) & 0xFF
-        buf[pos + 12 + k] = (seq >> (8 * k)) & 0xFF
-    return pos + 16
 
 
 @kernel
@@ -294,7 +280,7 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
         keys += (1 if n_claims else 0) + (1 if show_board else 0) + (1 if show_result else 0)
         start = pos
         seq = sessions[S_TX_SEQ, s] + 1
-        pos = put_header(out, pos, sessions[S_ID, s], seq)
+        pos = put_header(out, pos, SNAPSHOT, sessions[S_ID, s], seq)
         pos = put_map(out, pos, keys)
         pos = put_key(out, pos, 116, 0)  # "t"
         pos = put_uint(out, pos, tick & 0xFFFFFFFF)  # ticks go on the wire mod 2**32
