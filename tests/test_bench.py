@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli.main import main
 from profiling import bench as B
 from profiling import probe as P
 from tick import stats as S
@@ -374,15 +373,7 @@ def test_a_window_that_never_opened_writes_nothing(tmp_path):
 
 # ---- the command line -------------------------------------------------------------------------
 
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["xmarks", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.test_cli import run as run_cli  # noqa: E402  main() with argv, one helper
 
 
 @pytest.mark.parametrize("args,words", [
