@@ -105,6 +105,8 @@ def serve(host, port, tick_rate, snapshot_rate, io, config_path, seed, duration,
         server = GameServer(config)
     except OSError as exc:
         raise click.ClickException(f"cannot bind {config.host}:{config.port}: {exc.strerror}") from None
+    except ValueError as exc:  # e.g. --io batched where recvmmsg/sendmmsg cannot load
+        raise click.UsageError(f"--io: {exc}") from None
     install_signal_handlers(server)  # a Ctrl-C during warm-up still ends in a clean exit 0
     log.info("warming up kernels (first run compiles them, later runs load numba's cache)...")
     server.warm_up()

@@ -155,7 +155,9 @@ def build_config(path: str | None = None, environ: Mapping[str, str] | None = No
     try:
         config.validate()
     except ValueError as exc:
-        named = str(exc).split(" ", 1)[0]  # every validate() message starts with the setting
-        where = f"{source[named]}: " if named in source else ""
+        # every validate() message starts with the setting (or "a/b" for a pair of them)
+        names = str(exc).split(" ", 1)[0].split("/")
+        where = "".join(f"{source[n]}: " for n in names[:1] if n in source) or "".join(
+            f"{source[n]}: " for n in names[1:] if n in source)
         raise SettingsError(f"{where}{exc}") from None
     return config

@@ -38,17 +38,15 @@ class NetLimits:
                 and 0 <= self.rx_batch <= 65536):
             raise LimitsError(f"rx_batch must be an integer in 0..65536 (0: max_players), "
                               f"got {self.rx_batch!r}")
-        for name, top in (("max_visible_players", 120),
-                          ("max_visible_treasures", 32), ("snapshot_ring", 64)):
+        for name, low, top in (("max_visible_players", 1, 120),
+                               ("max_visible_treasures", 1, 32), ("snapshot_ring", 2, 64)):
             value = getattr(self, name)
-            if not (isinstance(value, int) and 1 <= value <= top):
-                raise LimitsError(f"{name} must be an integer in 1..{top}, got {value!r}")
+            if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= top):
+                raise LimitsError(f"{name} must be an integer in {low}..{top}, got {value!r}")
         for name in ("aoi_hysteresis", "delta_tolerance"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 1000):
                 raise LimitsError(f"{name} must be a number in 0..1000, got {value!r}")
-        if self.snapshot_ring < 2:
-            raise LimitsError(f"snapshot_ring must be at least 2, got {self.snapshot_ring!r}")
         worst = worst_snapshot_size(self.max_visible_players, self.max_visible_treasures)
         if worst > MAX_DATAGRAM:
             raise LimitsError(

@@ -24,7 +24,7 @@ from net.snapshot_ring import (E_ID, E_QX, E_QY, E_VX, E_VY, PLAYER_FIELDS, TREA
 from net.wire import MAX_DATAGRAM, SNAPSHOT
 from sim.jit import kernel
 from sim.schema import (BURIED, CLAIM_HEAD, CLAIM_RING, CR_SLOT, CR_TICK, CR_TREASURE,
-                        CR_VALUE, HUNT_ID, HUNT_START, LAST_HUNT_END, LB_SCORE, LB_SLOT,
+                        CR_VALUE, CR_X, CR_Y, HUNT_ID, HUNT_START, LAST_HUNT_END, LB_SCORE, LB_SLOT,
                         P_ALIVE, P_DIG_TICKS, P_HEAT, P_INPUT_SEQ, P_SCORE, PX, PY, T_STATE,
                         TICK, TX, TY)
 
@@ -263,9 +263,8 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
             t_claim = claim_ring[r, CR_TICK]
             if tick - t_claim >= caps.claim_window_ticks or t_claim <= base_tick:
                 break
-            treasure = min(max(claim_ring[r, CR_TREASURE], 0), tf.shape[1] - 1)  # in bounds
-            dx = np.float64(tf[TX, treasure]) - x
-            dy = np.float64(tf[TY, treasure]) - y
+            dx = np.float64(claim_ring[r, CR_X]) - x  # where it was claimed
+            dy = np.float64(claim_ring[r, CR_Y]) - y
             if claim_ring[r, CR_SLOT] == s or dx * dx + dy * dy <= view2:
                 claims[n_claims] = r
                 n_claims += 1

@@ -3,7 +3,7 @@
 A delta snapshot is encoded against the newest snapshot the client acknowledged, so the
 server must remember, per client, the entity lists exactly as the client rebuilt them.
 Entries hold only what deltas need (ids and the client-side entity states), in uint16 to
-keep 10,000 clients x 8 snapshots near 50 MB; numpy's zeroed pages cost RSS only once
+keep 10,000 clients x 8 snapshots near 36 MB; numpy's zeroed pages cost RSS only once
 touched, so a small server pays for what it uses.
 """
 

@@ -7,10 +7,10 @@ import numpy as np
 from sim.jit import kernel
 from sim.nearest import nearest_buried
 from sim.schema import (CLAIM_RING, CLAIM_HEAD, CLAIMED, CR_SLOT, CR_TICK, CR_TREASURE,
-                        CR_VALUE, EV_A, EV_B, EV_C, EV_D, EV_KIND, EV_TICK, EVENT_CLAIM,
-                        EVENT_COUNT, EVENTS_LOST, P_ALIVE, P_DIG, P_DIG_START, P_DIG_TICKS,
-                        P_DIG_TREASURE, P_GEN, P_SCORE, PX, PY, T_CLAIM_TICK, T_CLAIMER,
-                        T_STATE, T_VALUE)
+                        CR_VALUE, CR_X, CR_Y, EV_A, EV_B, EV_C, EV_D, EV_KIND, EV_TICK,
+                        EVENT_CLAIM, EVENT_COUNT, EVENTS_LOST, P_ALIVE, P_DIG, P_DIG_START,
+                        P_DIG_TICKS, P_DIG_TREASURE, P_GEN, P_SCORE, PX, PY, T_CLAIM_TICK,
+                        T_CLAIMER, T_STATE, T_VALUE, TX, TY)
 
 
 @kernel
@@ -85,6 +85,8 @@ def dig(pf: np.ndarray, pi: np.ndarray, tf: np.ndarray, ti: np.ndarray,
         claim_ring[head, CR_SLOT] = winner
         claim_ring[head, CR_TREASURE] = t
         claim_ring[head, CR_VALUE] = value
+        claim_ring[head, CR_X] = int(tf[TX, t])  # positions are >= 0: int() is floor
+        claim_ring[head, CR_Y] = int(tf[TY, t])
         clock[CLAIM_HEAD] += 1
         claims += 1
     if claims > 0:

@@ -43,9 +43,12 @@ EV_KIND, EV_TICK, EV_A, EV_B, EV_C, EV_D = range(6)
 EVENT_FIELDS = 6
 EVENT_CLAIM, EVENT_HUNT_END, EVENT_RANK = 1, 2, 3
 
-# Recent claims for snapshots, int64[CLAIM_RING, 4]: tick, slot, treasure, value.
+# Recent claims for snapshots, int64[CLAIM_RING, CLAIM_FIELDS]: tick, slot, treasure,
+# value, and where the treasure lay (whole world units, floor): snapshots show a claim to
+# the clients near that spot, even after the treasure moved on.
 CLAIM_RING = 16
-CR_TICK, CR_SLOT, CR_TREASURE, CR_VALUE = range(4)
+CR_TICK, CR_SLOT, CR_TREASURE, CR_VALUE, CR_X, CR_Y = range(6)
+CLAIM_FIELDS = 6
 
 # Leaderboards, int32[leaderboard_size, 3]: slot, gen, score; slot -1 = empty row.
 LB_SLOT, LB_GEN, LB_SCORE = range(3)

@@ -39,7 +39,7 @@ class World:
     rng: np.ndarray  # uint64[1]     SplitMix64 state
     value_cdf: np.ndarray  # int64[k]  cumulative treasure value weights
     events: np.ndarray  # int64[E, 6]  this tick's events
-    claim_ring: np.ndarray  # int64[16, 4] recent claims
+    claim_ring: np.ndarray  # int64[16, 6] recent claims
     board: np.ndarray  # int32[K, 3]  live leaderboard
     final_board: np.ndarray  # int32[K, 3]  last hunt's final leaderboard
 
@@ -118,7 +118,7 @@ def new_world(rules: GameRules, tick_rate: float) -> World:
         rng=new_rng(rules.seed),
         value_cdf=np.cumsum(np.asarray(rules.value_weights, np.int64)),
         events=np.zeros((S.event_capacity(n_players, n_treasures, k), S.EVENT_FIELDS), np.int64),
-        claim_ring=np.full((S.CLAIM_RING, 4), -1, np.int64),  # ticks outgrow int32
+        claim_ring=np.full((S.CLAIM_RING, S.CLAIM_FIELDS), -1, np.int64),  # ticks outgrow int32
         board=np.full((k, 3), -1, np.int32),
         final_board=np.full((k, 3), -1, np.int32),
     )

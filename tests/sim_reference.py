@@ -267,7 +267,7 @@ class RefLog:
         self.capacity = capacity
         self.events: list[tuple] = []
         self.lost = 0
-        self.ring = [[-1, -1, -1, -1] for _ in range(CLAIM_RING)]
+        self.ring = [[-1] * 6 for _ in range(CLAIM_RING)]
         self.head = 0
 
     def push(self, kind, tick, a, b, c, d) -> None:
@@ -276,8 +276,8 @@ class RefLog:
         else:
             self.events.append((kind, tick, a, b, c, d))
 
-    def add_claim(self, tick, slot, t, value) -> None:
-        self.ring[self.head % CLAIM_RING] = [tick, slot, t, value]
+    def add_claim(self, tick, slot, t, value, x, y) -> None:
+        self.ring[self.head % CLAIM_RING] = [tick, slot, t, value, int(x), int(y)]
         self.head += 1
 
     @classmethod
@@ -344,7 +344,7 @@ def ref_dig(players, treasures, tick: int, dig_radius: float, dig_ticks: int, lo
         tr.claim_tick = tick
         players[winner].score += tr.value
         log.push(EVENT_CLAIM, tick, winner, players[winner].gen, t, tr.value)
-        log.add_claim(tick, winner, t, tr.value)
+        log.add_claim(tick, winner, t, tr.value, tr.x, tr.y)
         claims += 1
     if claims:
         # every digger of a claimed treasure starts over (the kernel sweeps every slot)

@@ -276,7 +276,7 @@ class ReferenceEncoder:
             if tick - int(row[S.CR_TICK]) >= caps.claim_window_ticks:
                 break
             claims.append(tuple(int(row[k]) for k in (S.CR_TICK, S.CR_SLOT, S.CR_TREASURE,
-                                                       S.CR_VALUE)))
+                                                       S.CR_VALUE, S.CR_X, S.CR_Y)))
         board = [int(v) for r in world.board if r[S.LB_SLOT] >= 0
                  for v in (r[S.LB_SLOT], r[S.LB_SCORE])]
         final = [int(v) for r in world.final_board if r[S.LB_SLOT] >= 0
@@ -321,8 +321,8 @@ class ReferenceEncoder:
                     if value:
                         doc[key] = value
             recent = [c for c in claims if (base is None or c[0] > base.tick)
-                      and (c[1] == s or (float(tf[S.TX, c[2]]) - x) ** 2
-                           + (float(tf[S.TY, c[2]]) - y) ** 2 <= kr.view_radius ** 2)]
+                      and (c[1] == s or (float(c[4]) - x) ** 2 + (float(c[5]) - y) ** 2
+                           <= kr.view_radius ** 2)]
             if recent:
                 doc["ev"] = [(c[0] & MASK) if k == 0 else c[k] for c in recent for k in range(4)]
             if ring.count % caps.leaderboard_every_snapshots == 0 and not show_result:

@@ -267,3 +267,16 @@ def test_port_in_use_is_one_line():
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(ERROR_PREFIX), proc.stderr
     assert str(port) in lines[0]
+
+
+def test_batched_io_where_it_cannot_load_is_a_usage_error(monkeypatch, capsys):
+    import net.udp
+
+    def unavailable(io):
+        raise ValueError("io='batched' needs Linux recvmmsg/sendmmsg (unavailable here)")
+    monkeypatch.setattr(net.udp, "_resolve_io", unavailable)
+    code, out, err = run(monkeypatch, capsys, "serve", "--io", "batched", "--port", "0",
+                         "--duration", "1")
+    assert code == 2
+    assert err.startswith("xmarks: error: --io:") and err.count("\n") == 1
+    assert "Traceback" not in err

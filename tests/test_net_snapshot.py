@@ -30,6 +30,13 @@ TICK_RATE = 20.0
 
 # ---- checking one tick ------------------------------------------------------------------
 
+
+def set_claim(world, r: int, tick: int, slot: int, treasure: int, value: int) -> None:
+    """Claim ring row r: a claim of `treasure` where it lies now (whole units, floor)."""
+    t = min(int(treasure), world.tf.shape[1] - 1)
+    world.claim_ring[r] = (tick, slot, treasure, value, int(world.tf[S.TX, t]),
+                           int(world.tf[S.TY, t]))
+
 def info_of(rig: Rig, sid: int = 1) -> ServerInfo:
     kr = rig.world.kr
     return ServerInfo(0, sid, int(kr.tick_rate), 20, kr.world_width, kr.world_height, 1.0, 1.0,
@@ -158,8 +165,8 @@ def randomize(world, rng, tick=None):
     claim_tick = tick
     for back in range(min(head, S.CLAIM_RING)):  # newest first, ticks descending
         r = (head - 1 - back) % S.CLAIM_RING
-        world.claim_ring[r] = (claim_tick, rng.integers(0, P), rng.integers(0, T),
-                               rng.integers(1, 6))
+        set_claim(world, r, claim_tick, rng.integers(0, P), rng.integers(0, T),
+                  rng.integers(1, 6))
         claim_tick = max(0, claim_tick - int(rng.integers(0, 12)))
     randomize_boards(world, rng, big)
     rebuild_grids(world)
@@ -213,8 +220,8 @@ def evolve(world, rng, step=1):
     if rng.random() < 0.3:
         for _ in range(int(rng.integers(1, 4))):
             head = int(clock[S.CLAIM_HEAD])
-            world.claim_ring[head % S.CLAIM_RING] = (tick, rng.integers(0, P),
-                                                     rng.integers(0, T), rng.integers(1, 101))
+            set_claim(world, head % S.CLAIM_RING, tick, rng.integers(0, P),
+                      rng.integers(0, T), rng.integers(1, 101))
             clock[S.CLAIM_HEAD] = head + 1
     if rng.random() < 0.05:
         clock[S.LAST_HUNT_END] = tick
@@ -541,7 +548,7 @@ def test_claims_and_hunt_result_appear_only_inside_their_windows():
     rng = np.random.default_rng(2)
     randomize(w, rng, tick=100)
     w.clock[S.CLAIM_HEAD] = 1
-    w.claim_ring[0] = (95, 0, 3, 2)
+    set_claim(w, 0, 95, 0, 3, 2)
     w.clock[S.LAST_HUNT_END] = 90
     w.clock[S.HUNT_ID] = 4
     for tick, has_ev, has_hr in ((100, True, True), (104, True, True), (105, False, True),
@@ -563,7 +570,7 @@ def test_a_delta_repeats_only_the_claims_after_its_baseline():
     randomize(w, rng, tick=200)
     w.clock[S.CLAIM_HEAD] = 4
     for r, t in enumerate((190, 195, 198, 200)):  # oldest first in the ring
-        w.claim_ring[r] = (t, r, r, 1 + r)
+        set_claim(w, r, t, r, r, 1 + r)
     for t in (194, 196, 199, 201):  # full snapshots (no ack yet)
         w.clock[S.TICK] = t + 1
         (_, doc), = check_encode(rig).values()
@@ -856,7 +863,7 @@ def widest_delta(players: int, treasures: int, tick: int = 2**31 - 2):
     w.ti[S.T_STATE, 256 + treasures:256 + 2 * treasures] = S.BURIED
     place_wide(w, rng, 20.0, -1)  # residuals below -32768: int32
     for r in range(S.CLAIM_RING):  # treasures in view (far claims are left out), u16 ids
-        w.claim_ring[r] = (t, 40000 + r, 256 + treasures + r % treasures, 100)
+        set_claim(w, r, t, 40000 + r, 256 + treasures + r % treasures, 100)
     rebuild_grids(w)
     return rig, check_encode(rig)
 

@@ -32,7 +32,7 @@ class DigRig:
         self.clock = np.zeros(len(S.CLOCK), np.int64)
         self.clock[S.CLAIM_HEAD] = claim_head
         self.events = np.zeros((cap, S.EVENT_FIELDS), np.int32)
-        self.ring = np.full((S.CLAIM_RING, 4), -1, np.int32)
+        self.ring = np.full((S.CLAIM_RING, S.CLAIM_FIELDS), -1, np.int64)
         self.log = RefLog(cap)
         self.log.head = claim_head
 
@@ -97,7 +97,7 @@ def test_progress_and_claim_at_exactly_dig_ticks():
     assert rig.pi[S.P_SCORE, 0] == 4
     assert (rig.pi[S.P_DIG_TREASURE, 0], rig.pi[S.P_DIG_TICKS, 0]) == (-1, 0)
     assert rig.events_now() == [(EVENT_CLAIM, 13, 0, 7, 0, 4)]
-    assert rig.ring[0].tolist() == [13, 0, 0, 4] and rig.clock[S.CLAIM_HEAD] == 1
+    assert rig.ring[0].tolist() == [13, 0, 0, 4, 101, 100] and rig.clock[S.CLAIM_HEAD] == 1
     # the treasure is gone: digging on does nothing more
     assert rig.step(14) == 0
     assert rig.pi[S.P_DIG_TREASURE, 0] == -1 and rig.pi[S.P_SCORE, 0] == 4
@@ -224,8 +224,8 @@ def test_claim_ring_wraps():
     assert rig.clock[S.CLAIM_HEAD] == 14 + n
     rows = [14, 15, 0, 1, 2]
     for t, r in enumerate(rows):
-        assert rig.ring[r].tolist() == [9, t, t, t + 1]
-    assert rig.ring[3].tolist() == [-1, -1, -1, -1]
+        assert rig.ring[r].tolist() == [9, t, t, t + 1, 40 + 80 * t, 40]  # where it lay
+    assert rig.ring[3].tolist() == [-1] * S.CLAIM_FIELDS
 
 
 def test_event_overflow_is_counted_not_written_past_the_buffer():

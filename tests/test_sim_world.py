@@ -319,7 +319,7 @@ def test_new_world_layout():
               "ti": ((5, t), np.int32), "p_starts": ((cells + 1,), np.int32),
               "p_items": ((p,), np.int32), "t_starts": ((cells + 1,), np.int32),
               "t_items": ((t,), np.int32), "clock": ((7,), np.int64), "rng": ((1,), np.uint64),
-              "claim_ring": ((16, 4), np.int64), "board": ((k, 3), np.int32),
+              "claim_ring": ((16, 6), np.int64), "board": ((k, 3), np.int32),
               "final_board": ((k, 3), np.int32)}
     for name, (shape, dtype) in shapes.items():
         arr = getattr(world, name)

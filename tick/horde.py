@@ -312,7 +312,4 @@ class Horde:
 
 
 def _open_endpoint(host: str, io: str, rcvbuf: int) -> UdpEndpoint:
-    try:
-        return UdpEndpoint(host, 0, io=io, rcvbuf=rcvbuf)
-    except TypeError:  # an endpoint from before batched I/O: the portable path only
-        return UdpEndpoint(host, 0)
+    return UdpEndpoint(host, 0, io=io, rcvbuf=rcvbuf)

@@ -98,9 +98,9 @@ class GameServer:
         status_every = int(self.config.rates.status_every * 1e9)
         next_status = start + status_every if status_every else None
         rules = self.world.rules
-        log.info("serving on %s:%d at %g Hz (world %gx%g, %d treasures, up to %d players)",
-                 *self.address, self.tick_rate, rules.world_width, rules.world_height,
-                 rules.treasure_count, rules.max_players)
+        log.info("serving on %s:%d at %g Hz (world %gx%g, %d treasures, up to %d players, "
+                 "%s UDP I/O)", *self.address, self.tick_rate, rules.world_width,
+                 rules.world_height, rules.treasure_count, rules.max_players, self.endpoint.io)
         while not self._stop.is_set():
             if end is not None and now_ns() >= end:
                 break
@@ -211,10 +211,10 @@ class GameServer:
         drops = drops_by_reason(self.protocol.drops)
         collections = _gc_collections() - self._gc_at_start  # since the first tick
         log.info("tick %d | players %d | claims %d | tick ms p50 %.2f p99 %.2f | overruns %d"
-                 " | gc %d | kernel drops %d | leaders %s | drops %s", self.world.tick,
-                 self.protocol.connected_count(), self.claims, p50, p99, self.timings.overruns,
-                 collections, self.endpoint.kernel_drops(), " ".join(board) or "-",
-                 drops or "-")
+                 " | gc %d | kernel drops %d | send errors %d | leaders %s | drops %s",
+                 self.world.tick, self.protocol.connected_count(), self.claims, p50, p99,
+                 self.timings.overruns, collections, self.endpoint.kernel_drops(),
+                 self.endpoint.send_errors, " ".join(board) or "-", drops or "-")
 
 
 def _gc_collections() -> int:

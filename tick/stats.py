@@ -183,6 +183,7 @@ class _Edge:
     gc: int
     kernel_drops: int
     system_drops: int
+    send_errors: int
     connected: int
 
 
@@ -262,7 +263,8 @@ class StatsWindow:
             wait_ns=parse_schedstat(_read(PROC_SCHEDSTAT))[1],
             allocs=counter.count if counter is not None and counter.installed else 0,
             gc=_gc_collections(), kernel_drops=s.endpoint.kernel_drops(),
-            system_drops=system_rcvbuf_errors(), connected=s.protocol.connected_count())
+            system_drops=system_rcvbuf_errors(), send_errors=s.endpoint.send_errors,
+            connected=s.protocol.connected_count())
 
     @property
     def is_open(self) -> bool:
@@ -367,6 +369,8 @@ class StatsWindow:
             if min(a.kernel_drops, b.kernel_drops) >= 0 else -1,
             "kernel_rcvbuf_drops_system": (b.system_drops - a.system_drops)
             if min(a.system_drops, b.system_drops) >= 0 else -1,
+            # datagrams the server could not send (buffer still full after retries, refused)
+            "send_errors": b.send_errors - a.send_errors,
             "rcvbuf_bytes": int(getattr(s.endpoint, "rcvbuf_bytes", -1)),
             "sndbuf_bytes": int(getattr(s.endpoint, "sndbuf_bytes", -1)),
             "io": str(getattr(s.endpoint, "io", "portable")),
