@@ -44,7 +44,7 @@ RULES = GameRules(world_width=1024.0, world_height=1024.0, max_players=4, treasu
 SOLO_RULES = replace(RULES, max_players=1)
 LIMITS = NetLimits()  # defaults: 32 players, 16 treasures, 5 s timeout, windows 2 s, 1 s, 5 s,
 # a ring of 8 snapshots per client, hysteresis 0.1, delta tolerance 0.25 units
-DELTA_RULES = replace(RULES, max_players=5)
+DELTA_RULES = replace(RULES, max_players=7)
 DELTA_LIMITS = NetLimits(leaderboard_every=0.1)  # "lb" in every second snapshot
 
 
@@ -66,6 +66,8 @@ HENRY = Peer("henry", 0x4E2A4E2A4E2A4E2B, ("192.0.2.8", 40008))
 IVY = Peer("ivy", 0x1B71B71B71B71B73, ("192.0.2.9", 40009))
 JACK = Peer("jack", 0x7ACC7ACC7ACC7ACD, ("192.0.2.10", 40010))
 KATE = Peer("kate", 0x4A7E4A7E4A7E4A7F, ("192.0.2.11", 40011))
+LIAM = Peer("liam", 0x11A311A311A311A3, ("192.0.2.12", 40012))
+MIA = Peer("mia", 0x31A031A031A031A1, ("192.0.2.13", 40013))
 
 # Where the generator puts things (world units). World 1024 x 1024, so q = 64 * coordinate.
 ALICE_AT = (512.0, 512.0)
@@ -89,6 +91,8 @@ HENRY_AT = (448.0, 512.0)  # walks south (+y) at full speed: 10 units a tick
 IVY_AT = (576.0, 512.0)  # walks east, then north from tick 4
 JACK_AT = (512.0, 448.0)  # stands; put out of view before tick 5
 KATE_AT = (100.0, 100.0)  # out of view; put in view before tick 5
+LIAM_AT = (512.0, 400.0)  # walks east in a straight line: extrapolated exactly, never sent
+MIA_AT = (1014.0, 512.0)  # walks east into the world's edge: stays at x = 1024 (clamped)
 DELTA_TREASURES = {0: (512.0, 560.0), 1: (540.0, 512.0)}
 GINA_ACKS = 3  # gina's one input, before this tick, acks her snapshot of tick 2
 CHANGES_AT = 5  # before this tick: henry nudged, jack and kate moved, treasures 1 and 2 moved
@@ -388,9 +392,9 @@ def generate() -> Generated:
     # ---- the delta server: gina watches henry, ivy, jack and kate ----------------------
     dsv = Harness(DELTA_RULES, DELTA_LIMITS)
     place_treasures(dsv.world, DELTA_TREASURES)
-    for peer in (GINA, HENRY, IVY, JACK, KATE):
+    for peer in (GINA, HENRY, IVY, JACK, KATE, LIAM, MIA):
         dsv.connect(peer)
-    for slot, at in enumerate((GINA_AT, HENRY_AT, IVY_AT, JACK_AT, KATE_AT)):
+    for slot, at in enumerate((GINA_AT, HENRY_AT, IVY_AT, JACK_AT, KATE_AT, LIAM_AT, MIA_AT)):
         place(dsv.world, slot, at)
     gina = dsv.clients[GINA.address]
     baseline = None
@@ -398,6 +402,8 @@ def generate() -> Generated:
         if tick == 0:
             dsv.send_input(HENRY, 0, 127, False)
             dsv.send_input(IVY, 127, 0, False)
+            dsv.send_input(LIAM, 127, 0, False)
+            dsv.send_input(MIA, 127, 0, False)
         if tick == 4:
             dsv.send_input(IVY, 0, -127, False)
         if tick == GINA_ACKS:
@@ -414,17 +420,19 @@ def generate() -> Generated:
     delta, delta_outcome = dsv.last_snapshot[GINA.name]
     held = gina.held[DELTA_TICK]
     base_held = gina.held[GINA_ACKS - 1]
-    rules_delta = rules_text.format(p=5).replace("`NetLimits()` defaults",
+    rules_delta = rules_text.format(p=7).replace("`NetLimits()` defaults",
                                                  "`NetLimits(leaderboard_every=0.1)`")
     vectors.append(Vector(
         "snapshot_baseline", "SNAPSHOT (full, with velocities: the baseline of the delta)",
         "server to client", baseline[0],
         [f"the delta server: {rules_delta}; \"lb\" therefore in every second snapshot",
-         "gina (slot 0), henry (1), ivy (2), jack (3) and kate (4) connect in that order "
-         "at tick 0 and are put at (512, 512), (448, 512), (576, 512), (512, 448) and "
-         "(100, 100); treasures 0 and 1 at (512, 560) and (540, 512), the rest along y = 64",
+         "gina (slot 0), henry (1), ivy (2), jack (3), kate (4), liam (5) and mia (6) "
+         "connect in that order at tick 0 and are put at (512, 512), (448, 512), (576, 512), "
+         "(512, 448), (100, 100), (512, 400) and (1014, 512); treasures 0 and 1 at "
+         "(512, 560) and (540, 512), the rest along y = 64",
          "before tick 0 henry inputs (0, 127): south at 200 units/s, 10 units (640 quanta) a "
-         "tick; ivy inputs (127, 0): east, as fast",
+         "tick; ivy, liam and mia input (127, 0): east, as fast; mia reaches the world's "
+         "edge in tick 0 and stays at x = 1024 (65535), her velocity still 640",
          f"gina's snapshot of tick {GINA_ACKS - 1} (her third: sequence {GINA_ACKS}); she has "
          "sent no INPUT yet (ack 0), so it is full; kate is 582 units away, beyond even the "
          "exit radius (563.2)"],
@@ -444,12 +452,16 @@ def generate() -> Generated:
          "line, to x = 451; jack to (1000, 1000), out of view; kate to (512, 600), in view; "
          "treasure 1 to (192, 64), out of view; treasure 2 to (480, 512), in view",
          f"gina's snapshot of tick {DELTA_TICK} (sequence {DELTA_TICK + 1}): dt = "
-         f"{DELTA_TICK - GINA_ACKS + 1}; baseline players [jack, henry, ivy] (indices 0, 1, 2),"
+         f"{DELTA_TICK - GINA_ACKS + 1}; baseline players [jack, liam, henry, ivy, mia] (indices 0..4),"
          " treasures [0, 1]",
          "henry kept his velocity: \"pm\" corrects his extrapolated position by (192, 0); "
          "ivy turned: \"pv\" corrects hers by (-1920, -1920) and gives her new velocity "
          "(0, -640); jack left (\"pr\" index 0); kate is new (\"pn\"); treasure 1 "
-         "(index 1) left (\"tx\"), treasure 2 is new (\"tn\"); treasure 0 is unchanged"],
+         "(index 1) left (\"tx\"), treasure 2 is new (\"tn\"); treasure 0 is unchanged",
+         "liam (index 1) and mia (index 4) get no entry: the client extrapolates them "
+         "(liam exactly on his line; mia's 65535 + 640 * 4 clamps back to 65535, where she "
+         "is), so a client that extrapolates only rows with an entry, or clamps after the "
+         "correction instead of before it, holds different lists"],
         delta_outcome,
         after=["Lists the client holds after it (the baseline's lists with the delta applied, "
                "section 7.6): `" + json.dumps({"players": [list(p) for p in held.players],

@@ -362,10 +362,12 @@ def test_baseline_snapshot_structure(gen):
     value = gen.worlds["delta"].ti[S.T_VALUE]
     assert m == {
         "t": 2, "a": 0, "h": [0, 37], "me": [0, q(512), q(512), 0, 0, m["me"][5]],
-        # grid order: jack's cell row 3, then henry's and ivy's cells of row 4
-        "p": [3, q(512), q(448), 0, 0, 1, q(448), q(542), 0, 640, 2, q(606), q(512), 640, 0],
+        # grid order: jack's and liam's cell (row 3), then henry's, ivy's and mia's cells
+        # of row 4; mia clamped at the edge, her velocity kept
+        "p": [3, q(512), q(448), 0, 0, 5, q(542), q(400), 640, 0, 1, q(448), q(542), 0, 640,
+              2, q(606), q(512), 640, 0, 6, 65535, q(512), 640, 0],
         "tr": [0, q(512), q(560), int(value[0]), 1, q(540), q(512), int(value[1])],
-        "lb": [0, 0, 1, 0, 2, 0, 3, 0, 4, 0],
+        "lb": [0, 0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0],
     }
 
 
@@ -402,21 +404,22 @@ def test_delta_snapshot_structure(gen):
     value = gen.worlds["delta"].ti[S.T_VALUE]
     assert m == {
         "t": 6, "a": 1, "b": 2, "h": [0, 33], "me": [0, q(512), q(512), 0, 0, m["me"][5]],
-        "pm": [1, 192, 0],  # henry: predicted (448, 582), he is at (451, 582)
-        "pv": [2, -1920, -1920, 0, -640],  # ivy: predicted (646, 512), she is at (616, 482)
+        "pm": [2, 192, 0],  # henry: predicted (448, 582), he is at (451, 582)
+        "pv": [3, -1920, -1920, 0, -640],  # ivy: predicted (646, 512), she is at (616, 482)
         "pr": [0],  # jack
         "pn": [4, q(512), q(600), 0, 0],  # kate
         "tx": [1],  # treasure 1
         "tn": [2, q(480), q(512), int(value[2])],
-        "lb": [0, 0, 1, 0, 2, 0, 3, 0, 4, 0],
-    }
+        "lb": [0, 0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0],
+    }  # no entry for liam (index 1) and mia (4): extrapolated, mia clamped at 65535
     players, treasures = rebuild_by_the_document(payload(gen, "snapshot_baseline"), m)
     held = gen.held[PV.GINA.name][PV.DELTA_TICK]
     assert [list(p) for p in held.players] == players == [
-        [1, q(451), q(582), 0, 640], [2, q(616), q(482), 0, -640], [4, q(512), q(600), 0, 0]]
+        [5, q(582), q(400), 640, 0], [1, q(451), q(582), 0, 640], [2, q(616), q(482), 0, -640],
+        [6, 65535, q(512), 640, 0], [4, q(512), q(600), 0, 0]]
     assert [list(t) for t in held.treasures] == treasures
     snap = gen.by_key["snapshot_delta"].outcome.events[0]
-    assert snap.baseline == 2 and snap.players[0] == (1, 451.0, 582.0, 0.0, 200.0)
+    assert snap.baseline == 2 and snap.players[1] == (1, 451.0, 582.0, 0.0, 200.0)
     # a client that does not hold tick 2 cannot use it
     from net.client import decode_snapshot
     assert decode_snapshot(data, 7, gen.infos[PV.GINA.name], {}) == (None, None, "no_baseline")
