@@ -55,8 +55,9 @@ SOCKADDR_IN_SIZE = 16
 MAX_VLEN = 1024
 #: Receive: retries after a late ICMP error (ECONNREFUSED) or EINTR, per call.
 RECV_RETRIES = 64
-#: Send: retries in a row without progress after EAGAIN/ENOBUFS/EINTR before giving up.
-SEND_RETRIES = 32
+#: Send: retries in a row without progress after EAGAIN/ENOBUFS/EINTR before giving up
+#: (each after waiting up to SEND_WAIT_MS for room: a full buffer stalls a tick <= 8 ms).
+SEND_RETRIES = 8
 
 _AF_INET = int(_socket.AF_INET)
 _MSG_DONTWAIT = 0x40  # Linux values; socket.MSG_* differ on other platforms
@@ -86,6 +87,11 @@ _recvmmsg = types.ExternalFunction(
 _sendmmsg = types.ExternalFunction(
     "sendmmsg", types.intc(types.intc, types.intp, types.uintc, types.intc))
 _errno_location = types.ExternalFunction("__errno_location", types.CPointer(types.intc)())
+_poll = types.ExternalFunction("poll", types.intc(types.intp, types.uintp, types.intc))
+_POLLOUT = 0x004
+#: How long one wait for room in a full send buffer may take (ms): a tick stalls at most
+#: SEND_RETRIES times this before the rest of its datagrams are counted as send errors.
+SEND_WAIT_MS = 1
 
 
 def layout() -> dict[str, int]:
@@ -115,6 +121,15 @@ def scratch(messages: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @kernel
 def _errno() -> int:
     return _errno_location()[0]
+
+
+@kernel
+def wait_writable(fd: int, timeout_ms: int) -> None:
+    """Block until fd can take a datagram or timeout_ms passes (poll(2) for POLLOUT).
+    Only on the rare full-buffer path: the one-entry pollfd is allocated here."""
+    pfd = np.zeros(1, np.int64)  # struct pollfd {int fd; short events; short revents;}
+    pfd[0] = (fd & 0xFFFFFFFF) | (_POLLOUT << 32)
+    _poll(pfd.ctypes.data, 1, timeout_ms)
 
 
 @kernel
@@ -216,9 +231,9 @@ def send_batch(fd: int, buf: np.ndarray, off: np.ndarray, ip: np.ndarray, port: 
     port: int64[n]; n is clamped to the arrays. hdrs/iovs/names: uint8 scratch from
     `scratch`. Calls sendmmsg (MSG_DONTWAIT, up to 1024 per call). A datagram the kernel
     refuses (EINVAL for port 0, EACCES, ENETUNREACH, EMSGSIZE, ...) or with bad offsets or
-    address is skipped and counted; after EAGAIN/ENOBUFS/EINTR it retries up to
-    SEND_RETRIES times in a row without progress, then counts the rest as errors. Never
-    raises, never spins unbounded.
+    address is skipped and counted; after EAGAIN/ENOBUFS it waits up to SEND_WAIT_MS for
+    room (poll) and retries, up to SEND_RETRIES times in a row without progress, then
+    counts the rest as errors. Never raises, never spins unbounded.
 
     Returns (sent, nbytes, errors); sent + errors == n.
     """
@@ -286,6 +301,8 @@ def send_batch(fd: int, buf: np.ndarray, off: np.ndarray, ip: np.ndarray, port: 
             if stalls > SEND_RETRIES:
                 errors += n - i
                 break
+            if e != _EINTR:  # the buffer is full: wait (briefly) for the kernel to drain it
+                wait_writable(fd, SEND_WAIT_MS)
             continue
         if e == _EBADF or e == _ENOTSOCK or e == _EFAULT:  # the socket itself is unusable
             errors += n - i

@@ -412,3 +412,14 @@ def test_a_cut_datagram_keeps_the_first_slot_of_its_bytes(endpoints, io):
     counts, rows = drain_rows(receiver, batch, 1)
     assert rows[0][1] == MAX_DATAGRAM + 1
     assert bytes(batch.data[0]) == payload[:SLOT_BYTES]
+
+
+def test_waiting_for_room_returns_on_a_writable_socket_and_survives_a_bad_fd():
+    """The full-buffer path waits with poll(2): at once when there is room, never raising."""
+    mmsg = pytest.importorskip("net.mmsg")
+    endpoint = UdpEndpoint("127.0.0.1", 0, io="portable")
+    try:
+        mmsg.wait_writable(endpoint.fileno(), 1000)  # writable: returns without the timeout
+        mmsg.wait_writable(-1, 1)  # a closed or bad fd: poll reports it, nothing raises
+    finally:
+        endpoint.close()
