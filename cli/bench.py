@@ -70,8 +70,9 @@ def bench(players, tick_rate, snapshot_rate, duration, warmup, visible, io, seed
       xmarks bench --scenario ci --json
       xmarks bench --list-scenarios
     """
-    from profiling.bench import (BenchError, BenchUsageError, format_report, load_scenarios,
-                                 make_spec, run_bench)
+    from profiling.bench import BenchError, run_bench
+    from profiling.bench_report import format_report
+    from profiling.bench_spec import BenchUsageError, load_scenarios, make_spec
 
     if list_scenarios:
         try:

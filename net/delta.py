@@ -179,8 +179,9 @@ def diff_treasures(base: np.ndarray, n_base: int, sel: np.ndarray, n_sel: int,
                    state: np.ndarray) -> tuple:
     """Classify baseline treasures: KEEP when still in view and unchanged, else REMOVED
     (a treasure that changed, e.g. re-buried elsewhere under the same id, is removed and
-    sent again as new). base: uint16[CT, 4]; tq: int32[3, T] (quantize_treasures); state: int32[CT, 4], kept rows in baseline
-    order then new ones in `sel` order. Returns (rows in state, removed, new)."""
+    sent again as new). base: uint16[CT, 4]; tq: int32[3, T] (quantize_treasures); state:
+    int32[CT, 4], kept rows in baseline order then new ones in `sel` order. Returns (rows
+    in state, removed, new)."""
     now = next_stamp(stamp)
     for q in range(n_sel):
         marks[MARK_NOW, sel[q]] = now

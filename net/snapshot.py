@@ -2,9 +2,10 @@
 
 For every session due a snapshot this tick: the 16-byte header, then one msgpack map
 (docs/PROTOCOL.md, "SNAPSHOT"). Players and treasures in view come from the world's grids
-(net.aoi: with hysteresis at the edge, the nearest kept when over the cap, in grid scan order). When the client has acked a
-snapshot still in its ring (net.snapshot_ring), only the difference is sent (net.delta);
-otherwise a full snapshot. Sizes are bounded by net.limits.worst_snapshot_size.
+(net.aoi: with hysteresis at the edge, the nearest kept when over the cap, in grid scan
+order). When the client has acked a snapshot still in its ring (net.snapshot_ring), only
+the difference is sent (net.delta); otherwise a full snapshot. Sizes are bounded by
+net.limits.worst_snapshot_size.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from net.aoi import gather_cells, select_visible
 from net.delta import (MOVED, REMOVED, TURNED, diff_players, diff_treasures, full_players,
-                       full_treasures, quantize, quantize_players, quantize_treasures)
+                       full_treasures, quantize_players, quantize_treasures)
 from net.header import put_header
 from net.msgpack_out import put_array, put_int, put_key, put_map, put_uint
 from net.sessions import CONNECTED, S_ID, S_IP, S_PORT, S_SNAPSHOT_ACK, S_STATE, S_TX_SEQ
@@ -24,12 +25,12 @@ from net.snapshot_ring import (E_ID, E_QX, E_QY, E_VX, E_VY, PLAYER_FIELDS, TREA
 from net.wire import MAX_DATAGRAM, SNAPSHOT
 from sim.jit import kernel
 from sim.schema import (BURIED, CLAIM_HEAD, CLAIM_RING, CR_SLOT, CR_TICK, CR_TREASURE,
-                        CR_VALUE, CR_X, CR_Y, HUNT_ID, HUNT_START, LAST_HUNT_END, LB_SCORE, LB_SLOT,
-                        P_ALIVE, P_DIG_TICKS, P_HEAT, P_INPUT_SEQ, P_SCORE, PX, PY, T_STATE,
+                        CR_VALUE, CR_X, CR_Y, HUNT_ID, HUNT_START, LAST_HUNT_END, LB_SCORE,
+                        LB_SLOT, P_ALIVE, P_DIG_TICKS, P_HEAT, P_INPUT_SEQ, P_SCORE, PX, PY, T_STATE,
                         TICK, TX, TY)
 
-__all__ = ["SnapshotCaps", "EncodeScratch", "new_encode_scratch", "encode_snapshots", "count_sizes",
-           "put_header", "quantize"]
+__all__ = ["SnapshotCaps", "EncodeScratch", "new_encode_scratch", "encode_snapshots",
+           "count_sizes"]
 
 
 class SnapshotCaps(NamedTuple):
@@ -53,9 +54,9 @@ CANDIDATES = 512
 class EncodeScratch(NamedTuple):
     """Scratch of the encoder, allocated once. p_xy: float64[2, P] and t_xy:
     float64[2, T] positions in grid order; pq: int32[4, P] and tq: int32[3, T] every
-    entity as the wire carries it (net.delta.quantize_*); cand: int32[CANDIDATES]; cand_d2:
-    float64[CANDIDATES]; sel_ids, sel_d2: the same again; heap: int32[K]; heap_d2: float64[K]; sel_p: int32[CP]; sel_t:
-    int32[CT]; p_kind: int32[CP]; p_res: int32[CP, 4]; p_state: int32[CP, 5]; t_kind:
+    entity as the wire carries it (net.delta.quantize_*); cand: int32[CANDIDATES];
+    cand_d2: float64[CANDIDATES]; sel_ids, sel_d2: the same again; heap: int32[K];
+    heap_d2: float64[K]; sel_p: int32[CP]; sel_t: int32[CT]; p_kind: int32[CP]; p_res: int32[CP, 4]; p_state: int32[CP, 5]; t_kind:
     int32[CT]; t_state: int32[CT, 4]; claims: int32[CLAIM_RING] claim ring rows of one
     snapshot."""
 

@@ -1,4 +1,4 @@
-"""`xmarks bench` (profiling/bench.py, profiling/probe.py, tick/stats.py, cli/bench.py).
+"""`xmarks bench` (profiling/bench*.py, profiling/probe.py, tick/stats.py, cli/bench.py).
 
 The pure parts (world sizing, config, percentiles from histograms, /proc parsing, targets,
 the table) are tested on made-up inputs; the window on an in-process server without
@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from profiling import bench as B
+from profiling import bench_report as BR
+from profiling import bench_spec as BS
 from profiling import probe as P
 from tick import stats as S
 from tick.timings import COLUMNS, FIRST_PHASE, PHASES
@@ -44,7 +45,7 @@ def xmarks_command() -> list[str]:
 # ---- world sizing and the config --------------------------------------------------------
 
 def test_world_gives_about_visible_players_in_view():
-    w = B.world_for(10_000, 32, view_radius=512.0)
+    w = BS.world_for(10_000, 32, view_radius=512.0)
     side = math.sqrt(10_000 * math.pi * 512.0**2 / 32)
     assert abs(w["world_width"] - side) <= 0.5 and w["world_height"] == w["world_width"]
     density = 10_000 / w["world_width"] ** 2
@@ -54,30 +55,30 @@ def test_world_gives_about_visible_players_in_view():
 
 
 def test_world_scales_treasures_with_area_and_stays_within_the_rules():
-    small, big = B.world_for(1000, 32), B.world_for(4000, 32)
+    small, big = BS.world_for(1000, 32), BS.world_for(4000, 32)
     assert big["world_width"] ** 2 == pytest.approx(4 * small["world_width"] ** 2, rel=1e-3)
     assert big["treasure_count"] == pytest.approx(4 * small["treasure_count"], rel=0.01)
-    default = B.world_for(1, 1, view_radius=4096 / math.sqrt(math.pi))  # side 4096
+    default = BS.world_for(1, 1, view_radius=4096 / math.sqrt(math.pi))  # side 4096
     assert default["world_width"] == 4096 and default["treasure_count"] == 256
-    assert B.world_for(65535, 0.01)["world_width"] == B.MAX_WORLD_SIDE
-    tiny = B.world_for(2, 32)
-    assert tiny["world_width"] == B.MIN_WORLD_SIDE and tiny["treasure_count"] >= 1
+    assert BS.world_for(65535, 0.01)["world_width"] == BS.MAX_WORLD_SIDE
+    tiny = BS.world_for(2, 32)
+    assert tiny["world_width"] == BS.MIN_WORLD_SIDE and tiny["treasure_count"] >= 1
     assert tiny["expected_visible"] <= 1
 
 
 def test_visible_sizes_the_world():
-    assert B.world_for(1000, 8)["world_width"] == pytest.approx(
-        2 * B.world_for(1000, 32)["world_width"], abs=1)
+    assert BS.world_for(1000, 8)["world_width"] == pytest.approx(
+        2 * BS.world_for(1000, 32)["world_width"], abs=1)
 
 
 def test_config_is_valid_toml_and_a_valid_server_config(tmp_path):
-    spec = B.BenchSpec(players=5000, tick_rate=30.0, snapshot_rate=15.0, duration=5, seed=7,
+    spec = BS.BenchSpec(players=5000, tick_rate=30.0, snapshot_rate=15.0, duration=5, seed=7,
                        io="portable")
-    tables = B.bench_config(spec)
+    tables = BS.bench_config(spec)
     path = tmp_path / "b.toml"
-    path.write_text(B.to_toml(tables))
+    path.write_text(BS.to_toml(tables))
     assert tomllib.loads(path.read_text()) == tables
-    config = B.validate_config(str(path))
+    config = BS.validate_config(str(path))
     assert config.rules.max_players == 5000 and config.rules.seed == 7
     assert config.rates.tick_rate == 30 and config.rates.snapshot_every == 2
     assert config.rates.status_every == 0 and config.io == "portable" and config.port == 0
@@ -85,47 +86,47 @@ def test_config_is_valid_toml_and_a_valid_server_config(tmp_path):
 
 
 def test_a_config_the_server_refuses_is_a_usage_error(tmp_path):
-    spec = B.BenchSpec(players=10, tick_rate=20.0, snapshot_rate=3.0)
+    spec = BS.BenchSpec(players=10, tick_rate=20.0, snapshot_rate=3.0)
     path = tmp_path / "b.toml"
-    path.write_text(B.to_toml(B.bench_config(spec)))
-    with pytest.raises(B.BenchUsageError, match="snapshot_rate"):
-        B.validate_config(str(path))
+    path.write_text(BS.to_toml(BS.bench_config(spec)))
+    with pytest.raises(BS.BenchUsageError, match="snapshot_rate"):
+        BS.validate_config(str(path))
 
 
 def test_to_toml_values():
-    text = B.to_toml({"a": {"s": 'x"y', "b": True, "i": 3, "f": 2.5}})
+    text = BS.to_toml({"a": {"s": 'x"y', "b": True, "i": 3, "f": 2.5}})
     assert tomllib.loads(text) == {"a": {"s": 'x"y', "b": True, "i": 3, "f": 2.5}}
     with pytest.raises(TypeError):
-        B.to_toml({"a": {"l": [1]}})
+        BS.to_toml({"a": {"l": [1]}})
 
 
 def test_default_warmup_covers_the_connect_ramp():
-    spec = B.BenchSpec(players=10_000, connect_rate=2000.0)
-    assert spec.warmup_s == pytest.approx(10_000 / 2000 + B.WARMUP_SLACK_S)
+    spec = BS.BenchSpec(players=10_000, connect_rate=2000.0)
+    assert spec.warmup_s == pytest.approx(10_000 / 2000 + BS.WARMUP_SLACK_S)
     assert replace(spec, warmup=1.5).warmup_s == 1.5
 
 
 # ---- scenarios and specs ------------------------------------------------------------------
 
 def test_every_scenario_makes_a_valid_run(tmp_path):
-    common, scenarios = B.load_scenarios()
+    common, scenarios = BS.load_scenarios()
     assert {"ci", "10k-20hz", "7500-30hz", "3500-60hz", "latency-1000-60hz",
             "latency-1000-120hz"} <= set(scenarios)
     for name in scenarios:
-        spec = B.make_spec(name, {})
+        spec = BS.make_spec(name, {})
         path = tmp_path / f"{name}.toml"
-        path.write_text(B.to_toml(B.bench_config(spec)))
-        B.validate_config(str(path))
+        path.write_text(BS.to_toml(BS.bench_config(spec)))
+        BS.validate_config(str(path))
         for figure, (op, _) in spec.targets.items():
-            assert op in B.OPS, (name, figure)
-    ci = B.make_spec("ci", {})
+            assert op in BR.OPS, (name, figure)
+    ci = BS.make_spec("ci", {})
     assert (ci.players, ci.duration, ci.warmup) == (50, 3.0, 2)
-    big = B.make_spec("10k-20hz", {})
+    big = BS.make_spec("10k-20hz", {})
     assert big.targets["overrun_pct"] == ["<=", 1.0] and "floor_ratio" in big.targets
 
 
 def test_flags_override_a_scenario():
-    spec = B.make_spec("10k-20hz", {"duration": 5.0, "players": None, "io": "portable"})
+    spec = BS.make_spec("10k-20hz", {"duration": 5.0, "players": None, "io": "portable"})
     assert (spec.players, spec.duration, spec.io, spec.scenario) == (10_000, 5.0, "portable",
                                                                      "10k-20hz")
 
@@ -140,15 +141,15 @@ def test_flags_override_a_scenario():
     (None, {"players": 10, "warmup": -1.0}, "warmup"),
 ])
 def test_bad_specs(scenario, flags, words):
-    with pytest.raises(B.BenchUsageError, match=words):
-        B.make_spec(scenario, flags)
+    with pytest.raises(BS.BenchUsageError, match=words):
+        BS.make_spec(scenario, flags)
 
 
 def test_a_scenario_file_with_an_unknown_key_is_refused(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text("[scenario.x]\nplayers = 1\nspeed = 3\n")
-    with pytest.raises(B.BenchUsageError, match="speed"):
-        B.load_scenarios(path)
+    with pytest.raises(BS.BenchUsageError, match="speed"):
+        BS.load_scenarios(path)
 
 
 # ---- percentiles, histograms, /proc -------------------------------------------------------
@@ -257,8 +258,8 @@ EXTRA = {"command": "xmarks bench --scenario ci", "config": {}, "machine": {},
 
 
 def test_assemble_targets_and_warnings():
-    spec = B.make_spec("ci", {})
-    report = B.assemble(spec, _server_fig(), dict(BOTS), {"kernel_floor_us_per_client_tick": 4.0},
+    spec = BS.make_spec("ci", {})
+    report = BR.assemble(spec, _server_fig(), dict(BOTS), {"kernel_floor_us_per_client_tick": 4.0},
                         EXTRA)
     assert report["floor_ratio"] == 25.0
     assert report["kernel_rcvbuf_drops"] == 2  # server 0 + bots 2
@@ -269,7 +270,7 @@ def test_assemble_targets_and_warnings():
     assert any("dropped 2" in w for w in report["warnings"])
     json.dumps(report)  # every value serialises
 
-    bad = B.assemble(spec, _server_fig(py_allocs_per_tick=-1.0, py_allocs_note="no numba",
+    bad = BR.assemble(spec, _server_fig(py_allocs_per_tick=-1.0, py_allocs_note="no numba",
                                        server_cpu_wait_fraction=0.25),
                      dict(BOTS, connected=40, bots_cpu_saturated=True,
                           error_reasons={"denied (server full)": 10}),
@@ -284,17 +285,17 @@ def test_assemble_targets_and_warnings():
 
 def test_get_figure_and_evaluate_targets():
     report = {"a": {"b": 3}, "c": 1.5, "d": -1}
-    assert B.get_figure(report, "a.b") == 3 and B.get_figure(report, "a.x") is None
-    out = B.evaluate_targets(report, {"a.b": ["<=", 3], "c": [">=", 2], "d": ["==", 0],
+    assert BR.get_figure(report, "a.b") == 3 and BR.get_figure(report, "a.x") is None
+    out = BR.evaluate_targets(report, {"a.b": ["<=", 3], "c": [">=", 2], "d": ["==", 0],
                                       "zz": ["==", 1]})
     assert [t["met"] for t in out] == [True, False, None, None]
 
 
 def test_format_report_has_every_figure():
-    spec = B.make_spec("ci", {})
-    report = B.assemble(spec, _server_fig(), dict(BOTS), {"kernel_floor_us_per_client_tick": 4.0},
+    spec = BS.make_spec("ci", {})
+    report = BR.assemble(spec, _server_fig(), dict(BOTS), {"kernel_floor_us_per_client_tick": 4.0},
                         EXTRA)
-    text = B.format_report(report)
+    text = BR.format_report(report)
     for words in ("50 players", "budget 50.00 ms", "over budget 1 = 1.67%", "drain", "total",
                   "latency input->ack", "p99 55.00", "floor_ratio 25.00", "100.0 allocs/tick",
                   "RSS peak 150.0 MB", "saturated: no", "floor_ratio", "MISSED",

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from net import drops as D
 from net import horde as H
+from net import msgpack_in as M
 from net.address import ip_to_int
 from net.batch import DatagramBatch
 from net.client import ClientProtocol, ServerInfo, decode_snapshot
@@ -234,7 +235,7 @@ def ref_parse(payload: bytes) -> dict | None:
             known[k] = v
         else:
             depth = _nest(v)
-            if depth is None or depth > H.SKIP_DEPTH:
+            if depth is None or depth > M.SKIP_DEPTH:
                 return None
     u16 = range(0, 0x10000)
 
@@ -275,7 +276,7 @@ def ref_parse(payload: bytes) -> dict | None:
                 tx=parsed.get("tx"), ev=parsed.get("ev"))
 
 
-_STACK = np.zeros(H.SKIP_DEPTH + 1, np.int64)
+_STACK = np.zeros(M.SKIP_DEPTH + 1, np.int64)
 
 
 def kernel_parse(payload: bytes) -> dict | None:
