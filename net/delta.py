@@ -70,27 +70,14 @@ def quantize_treasures(tf: np.ndarray, ti: np.ndarray, w: float, h: float,
 
 
 @kernel(inline=True)
-def full_players(sel: np.ndarray, n_sel: int, pq: np.ndarray, state: np.ndarray) -> int:
-    """The client's copy after a full snapshot: state int32[CP, 5] rows in `sel` order."""
+def full_rows(sel: np.ndarray, n_sel: int, now: np.ndarray, state: np.ndarray) -> int:
+    """The client's copy after a full snapshot: state rows [id, now[0, id], now[1, id], ...]
+    in `sel` order (now: pq int32[4, P] for players, tq int32[3, T] for treasures)."""
     for q in range(n_sel):
         j = sel[q]
         state[q, E_ID] = j
-        state[q, E_QX] = pq[0, j]
-        state[q, E_QY] = pq[1, j]
-        state[q, E_VX] = pq[2, j]
-        state[q, E_VY] = pq[3, j]
-    return n_sel
-
-
-@kernel(inline=True)
-def full_treasures(sel: np.ndarray, n_sel: int, tq: np.ndarray, state: np.ndarray) -> int:
-    """The client's copy after a full snapshot: state int32[CT, 4] rows in `sel` order."""
-    for q in range(n_sel):
-        j = sel[q]
-        state[q, E_ID] = j
-        state[q, E_QX] = tq[0, j]
-        state[q, E_QY] = tq[1, j]
-        state[q, E_VALUE] = tq[2, j]
+        for f in range(now.shape[0]):
+            state[q, 1 + f] = now[f, j]
     return n_sel
 
 

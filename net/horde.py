@@ -292,6 +292,20 @@ def read_ints(row: np.ndarray, pos: int, count: int, vals: np.ndarray) -> None:
         vals[j] = v
 
 
+@kernel(inline=True)
+def read_treasures(row: np.ndarray, pos: int, end: int, count: int, lists: np.ndarray,
+                   m: int) -> int:
+    """Read `count` [id, qx, qy, value] groups from row at pos into lists[m:, :3] (the
+    value is skipped: a bot does not use it); return m + count. parse_snapshot has
+    checked the groups, so nothing here can fail."""
+    for j in range(count):
+        for f in range(3):
+            v, pos = read_int(row, pos, end)
+            lists[m + j, f] = v
+        _value, pos = read_int(row, pos, end)
+    return m + count
+
+
 @kernel
 def rebuild_treasures(row: np.ndarray, out: np.ndarray, base: np.ndarray, n_base: int,
                       lists: np.ndarray) -> int:
@@ -306,13 +320,7 @@ def rebuild_treasures(row: np.ndarray, out: np.ndarray, base: np.ndarray, n_base
         count = out[O_TR_N] // 4
         if count > HELD_TREASURES:
             return -1
-        pos = out[O_TR_AT]
-        for j in range(count):
-            for f in range(3):
-                v, pos = read_int(row, pos, end)
-                lists[j, f] = v
-            _value, pos = read_int(row, pos, end)
-        return count
+        return read_treasures(row, out[O_TR_AT], end, count, lists, 0)
     # the baseline minus "tx" (indices strictly ascending: parse_snapshot checked)
     tx_left = out[O_TX_N] if out[O_TX_N] > 0 else 0
     tx_pos = out[O_TX_AT]
@@ -336,14 +344,7 @@ def rebuild_treasures(row: np.ndarray, out: np.ndarray, base: np.ndarray, n_base
     count = out[O_TN_N] // 4 if out[O_TN_N] > 0 else 0
     if m + count > HELD_TREASURES:
         return -1
-    pos = out[O_TN_AT]
-    for j in range(count):
-        for f in range(3):
-            v, pos = read_int(row, pos, end)
-            lists[m, f] = v
-        _value, pos = read_int(row, pos, end)
-        m += 1
-    return m
+    return read_treasures(row, out[O_TN_AT], end, count, lists, m)
 
 
 @kernel

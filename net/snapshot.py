@@ -15,8 +15,8 @@ from typing import NamedTuple
 import numpy as np
 
 from net.aoi import gather_cells, select_visible
-from net.delta import (MOVED, REMOVED, TURNED, diff_players, diff_treasures, full_players,
-                       full_treasures, quantize_players, quantize_treasures)
+from net.delta import (MOVED, REMOVED, TURNED, diff_players, diff_treasures, full_rows,
+                       quantize_players, quantize_treasures)
 from net.header import put_header
 from net.msgpack_out import put_array, put_int, put_key, put_map, put_uint
 from net.sessions import CONNECTED, S_ID, S_IP, S_PORT, S_SNAPSHOT_ACK, S_STATE, S_TX_SEQ
@@ -253,8 +253,8 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
                 r_treasures[s, base], n_base_t, sel_t, n_sel_t, tq, t_marks, stamp, t_kind,
                 t_state)
         else:
-            n_p = full_players(sel_p, n_sel_p, pq, p_state)
-            n_t = full_treasures(sel_t, n_sel_t, tq, t_state)
+            n_p = full_rows(sel_p, n_sel_p, pq, p_state)
+            n_t = full_rows(sel_t, n_sel_t, tq, t_state)
         # recent claims near the client (or its own), newest first; a delta repeats only
         # those after its baseline. Far-away claims are left out: in a big world they
         # would fill every snapshot (the leaderboard carries the scores)
