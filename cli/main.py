@@ -13,6 +13,8 @@ import click
 
 from cli.bench import bench
 from cli.settings import SettingsError, build_config
+from cli.token import token
+from net.keys import KeyFileError, ensure_key_file, load_key
 
 log = logging.getLogger("xmarks")
 
@@ -61,6 +63,8 @@ def cli() -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML file with [server], [tick], [game] and [net] tables.")
 @click.option("--seed", type=int, default=None, help="World seed (same seed + inputs = same world).")
+@click.option("--key-file", default=None, metavar="PATH",
+              help="Token key file, created (mode 0600) if missing (default xmarks.key).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop by itself after this many seconds (exit 0).")
 @click.option("--bots", "bot_count", type=click.IntRange(min=0), default=0,
@@ -78,8 +82,9 @@ def cli() -> None:
               help="Open the window on SIGUSR1 instead of at --stats-after.")
 @click.option("--ready-file", type=click.Path(dir_okay=False), default=None, hidden=True,
               help="Write {host, port, pid, t_ns} here once warmed up, just before tick 0.")
-def serve(host, port, tick_rate, snapshot_rate, io, config_path, seed, duration, bot_count,
-          log_level, stats_json, stats_after, stats_for, stats_signal, ready_file) -> None:
+def serve(host, port, tick_rate, snapshot_rate, io, config_path, seed, key_file, duration,
+          bot_count, log_level, stats_json, stats_after, stats_for, stats_signal,
+          ready_file) -> None:
     """Serve one world over UDP until Ctrl-C, SIGTERM or --duration.
 
     Settings come from defaults < --config FILE < XMARKS_* environment variables < flags.
@@ -96,13 +101,26 @@ def serve(host, port, tick_rate, snapshot_rate, io, config_path, seed, duration,
     try:
         config = build_config(config_path, None, {"host": host, "port": port,
                                                   "tick_rate": tick_rate, "seed": seed,
-                                                  "snapshot_rate": snapshot_rate, "io": io})
+                                                  "snapshot_rate": snapshot_rate, "io": io,
+                                                  "key_file": key_file})
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
+    key_path = config.security.key_file
+
+    def load_key_file() -> bytes:  # after the bind: a taken port leaves no key file behind
+        try:
+            key, created = ensure_key_file(key_path)
+        except KeyFileError as exc:
+            raise click.UsageError(str(exc)) from None
+        if created:
+            log.info("created token key file %s (mode 0600; `xmarks token` and `xmarks bots` "
+                     "read it: keep it secret)", key_path)
+        return key
+
     from tick.server import GameServer, install_signal_handlers  # numba loads here, not for --help
 
     try:
-        server = GameServer(config)
+        server = GameServer(config, key=load_key_file)
     except OSError as exc:
         raise click.ClickException(f"cannot bind {config.host}:{config.port}: {exc.strerror}") from None
     except ValueError as exc:  # e.g. --io batched where recvmmsg/sendmmsg cannot load
@@ -126,7 +144,8 @@ def serve(host, port, tick_rate, snapshot_rate, io, config_path, seed, duration,
         host_, port_ = server.address
         swarm = subprocess.Popen(
             [sys.executable, "-m", "cli", "bots", "--server", f"{host_}:{port_}",
-             "--count", str(bot_count), "--duration", str(duration or 10**9), "--quiet"])
+             "--count", str(bot_count), "--duration", str(duration or 10**9), "--quiet",
+             "--key-file", key_path])
         log.info("started %d bots (pid %d)", bot_count, swarm.pid)
     try:
         server.run(duration)
@@ -153,6 +172,8 @@ def serve(host, port, tick_rate, snapshot_rate, io, config_path, seed, duration,
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=30.0,
               show_default=True, help="Seconds to hunt before disconnecting.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bots' choices.")
+@click.option("--key-file", default="xmarks.key", show_default=True, metavar="PATH",
+              help="The server's token key: the bots issue their own connect tokens with it.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing (for the serve --bots demo).")
 # Hidden: the bench's bot process (tick/horde.py: every bot a column of arrays, numba kernels).
@@ -168,8 +189,8 @@ def serve(host, port, tick_rate, snapshot_rate, io, config_path, seed, duration,
               hidden=True, help="Horde: inputs per bot per second (default: the tick rate).")
 @click.option("--ready-file", type=click.Path(dir_okay=False), default=None, hidden=True,
               help="Horde: write {host, port, pid, t_ns} here just before the run starts.")
-def bots(server_addr, count, duration, seed, as_json, quiet, horde, warmup, io, connect_rate,
-         input_rate, ready_file) -> None:
+def bots(server_addr, count, duration, seed, key_file, as_json, quiet, horde, warmup, io,
+         connect_rate, input_rate, ready_file) -> None:
     """Run COUNT bots that really hunt: follow the heat hint, walk to revealed treasure, dig.
 
     Exit code 0 if every bot connected, 1 otherwise.
@@ -182,16 +203,21 @@ def bots(server_addr, count, duration, seed, as_json, quiet, horde, warmup, io, 
         server = _parse_endpoint(server_addr)
     except click.BadParameter as exc:
         raise click.UsageError(f"--server: {exc.message}") from None
+    try:
+        key = load_key(key_file)
+    except KeyFileError as exc:
+        raise click.UsageError(f"--key-file: {exc}") from None
     from tick.swarm import Swarm
 
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     if horde:
-        report = _run_horde(server, count, seed, duration, warmup, io, connect_rate,
+        report = _run_horde(server, key, count, seed, duration, warmup, io, connect_rate,
                             input_rate, ready_file, lambda: bool(stopping))
     else:
-        report = Swarm(server, count, seed=seed).run(duration, stop=lambda: bool(stopping))
+        report = Swarm(server, count, seed=seed, key=key).run(duration,
+                                                              stop=lambda: bool(stopping))
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     elif not quiet:
@@ -204,7 +230,7 @@ def bots(server_addr, count, duration, seed, as_json, quiet, horde, warmup, io, 
         sys.exit(1)
 
 
-def _run_horde(server, count, seed, duration, warmup, io, connect_rate, input_rate,
+def _run_horde(server, key, count, seed, duration, warmup, io, connect_rate, input_rate,
                ready_file, stop):
     """The horde's run for `bots --horde`: warm-up and measured time are both in
     `duration` (the first `warmup` seconds are left out of the figures)."""
@@ -213,7 +239,7 @@ def _run_horde(server, count, seed, duration, warmup, io, connect_rate, input_ra
 
     try:
         horde = Horde(server, count, seed=seed, input_rate=input_rate,
-                      connect_rate=connect_rate, io=io)
+                      connect_rate=connect_rate, io=io, key=key)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if ready_file:
@@ -222,6 +248,7 @@ def _run_horde(server, count, seed, duration, warmup, io, connect_rate, input_ra
 
 
 cli.add_command(bench)
+cli.add_command(token)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from net.limits import NetLimits
+from net.security import SecuritySettings
 from sim.rules import GameRules
 from tick.config import ServerConfig
 from tick.rates import TickRates
@@ -20,7 +21,8 @@ class SettingsError(ValueError):
 
 
 #: TOML sections and the settings dataclass each fills. "server" holds host and port.
-SECTIONS = {"game": GameRules, "net": NetLimits, "tick": TickRates}
+SECTIONS = {"game": GameRules, "net": NetLimits, "tick": TickRates,
+            "security": SecuritySettings}
 SERVER_KEYS = ("host", "port", "io")
 
 
@@ -143,7 +145,8 @@ def build_config(path: str | None = None, environ: Mapping[str, str] | None = No
     for key, value in merged.items():
         section = _section_of(key)
         default = getattr(base, key) if section == "server" else getattr(
-            getattr(base, {"game": "rules", "net": "limits", "tick": "rates"}[section]), key)
+            getattr(base, {"game": "rules", "net": "limits", "tick": "rates",
+                           "security": "security"}[section]), key)
         from_env = key in env and env[key] is value
         try:
             parts[section][key] = _coerce(key, value, default, from_env)
@@ -151,7 +154,8 @@ def build_config(path: str | None = None, environ: Mapping[str, str] | None = No
             raise SettingsError(f"{source[key]}: {exc}") from None
     config = ServerConfig(
         rules=GameRules(**parts["game"]), limits=NetLimits(**parts["net"]),
-        rates=TickRates(**parts["tick"]), **parts["server"])
+        rates=TickRates(**parts["tick"]), security=SecuritySettings(**parts["security"]),
+        **parts["server"])
     try:
         config.validate()
     except ValueError as exc:

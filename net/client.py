@@ -1,7 +1,9 @@
 """The client side of the protocol, sans-IO: the reference a native client can follow.
 
 `ClientProtocol` takes datagrams with `now` (seconds, any monotonic origin) and returns
-events; it produces the datagrams to send. Used by the tests and the bots.
+events; it produces the datagrams to send. It connects with a connect token from the
+token service (net.token), answers the server's challenge, tags what it sends with the
+token's client-to-server key and checks the server's tags. Used by the tests and the bots.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ from dataclasses import dataclass, field
 import msgpack
 
 from net import drops as D
-from net.wire import (BUTTON_DIG, CONNECT_ACCEPT, CONNECT_ACCEPT_BODY, CONNECT_DENY,
-                      CONNECT_DENY_BODY, CONNECT_REQUEST, CONNECT_REQUEST_BODY,
-                      CONNECT_REQUEST_SIZE, DISCONNECT, DISCONNECT_BODY, DISCONNECT_CLIENT_QUIT,
-                      HEADER_SIZE, INPUT, INPUT_PREFIX, INPUT_RECORD, KEEPALIVE, MAX_DATAGRAM,
-                      MAX_INPUTS_PER_PACKET, MAX_NAME_BYTES, PROTOCOL_ID, SNAPSHOT, VERSION,
+from net.tag import sign, verify
+from net.token import ConnectToken
+from net.wire import (BUTTON_DIG, CHALLENGE, CHALLENGE_RESPONSE, CHALLENGE_RESPONSE_SIZE,
+                      CHALLENGE_SIZE, CONNECT_ACCEPT, CONNECT_ACCEPT_BODY, CONNECT_ACCEPT_SIZE,
+                      CONNECT_DENY, CONNECT_DENY_BODY, CONNECT_DENY_SIZE, CONNECT_REQUEST,
+                      CONNECT_REQUEST_SIZE, COOKIE_AT, COOKIE_SIZE, DISCONNECT,
+                      DISCONNECT_BODY, DISCONNECT_CLIENT_QUIT, DISCONNECT_SIZE, HEADER_SIZE,
+                      INPUT, INPUT_PREFIX, KEEPALIVE, INPUT_RECORD, MAX_DATAGRAM,
+                      MAX_INPUTS_PER_PACKET, PROTOCOL_ID, SNAPSHOT, TAG_SIZE, VERSION,
                       pack_header, unpack_header)
 
 #: Snapshots a client keeps as possible baselines: more than any server ring (64 at most).
@@ -85,22 +91,26 @@ class Disconnected:
 
 @dataclass
 class ClientProtocol:
-    """One client session. `now` is in seconds on any monotonic clock."""
+    """One client session. `now` is in seconds on any monotonic clock.
 
-    name: str = "player"
+    token: the connect token (its name is the player's name); salt: random per attempt.
+    """
+
+    token: ConnectToken
     salt: int = field(default_factory=lambda: random.SystemRandom().getrandbits(64) | 1)
     resend_interval: float = 0.25
     connect_timeout: float = 5.0
     keepalive_interval: float = 1.0
 
     def __post_init__(self) -> None:
-        encoded = self.name.encode("utf-8")
-        if len(encoded) > MAX_NAME_BYTES:
-            raise ValueError(f"name is {len(encoded)} bytes; at most {MAX_NAME_BYTES}")
-        self._name = encoded
+        if not 0 < self.salt < 1 << 64:
+            raise ValueError(f"salt must be a non-zero u64, got {self.salt!r}")
+        self._c2s = self.token.c2s_key
+        self._s2c = self.token.s2c_key
         self.state = DISCONNECTED
         self.info: ServerInfo | None = None
         self.drops = D.new_drop_counters()
+        self._response: bytes | None = None  # the CHALLENGE_RESPONSE, once challenged
         self._tx_seq = 0
         self._rx_seq = 0
         self._input_seq = 0
@@ -125,9 +135,12 @@ class ClientProtocol:
         return self._request(now)
 
     def _request(self, now: float) -> bytes:
+        """The CONNECT_REQUEST, or once challenged the CHALLENGE_RESPONSE, to (re)send."""
         self._last_sent = now
-        body = CONNECT_REQUEST_BODY.pack(self.salt, len(self._name), self._name)
-        packet = pack_header(CONNECT_REQUEST, 0, 0) + body
+        if self._response is not None:
+            return self._response
+        packet = (pack_header(CONNECT_REQUEST, 0, 0) + self.salt.to_bytes(8, "little")
+                  + self.token.request_fields())
         return packet + bytes(CONNECT_REQUEST_SIZE - len(packet))
 
     def _next_header(self, ptype: int) -> bytes:
@@ -148,16 +161,17 @@ class ClientProtocol:
         self._recent.appendleft(INPUT_RECORD.pack(self._input_seq, mx, my,
                                                   BUTTON_DIG if dig else 0))
         self._last_sent = now
-        return (self._next_header(INPUT)
-                + INPUT_PREFIX.pack(self.last_snapshot_tick & 0xFFFFFFFF, len(self._recent))
-                + b"".join(self._recent))
+        return sign(self._next_header(INPUT)
+                    + INPUT_PREFIX.pack(self.last_snapshot_tick & 0xFFFFFFFF, len(self._recent))
+                    + b"".join(self._recent), self._c2s)
 
     def disconnect(self) -> bytes | None:
         """The DISCONNECT to send (None unless connected); the session is closed."""
         if self.state != CONNECTED:
             return None
         self.state = CLOSED
-        return self._next_header(DISCONNECT) + DISCONNECT_BODY.pack(DISCONNECT_CLIENT_QUIT)
+        return sign(self._next_header(DISCONNECT) + DISCONNECT_BODY.pack(DISCONNECT_CLIENT_QUIT),
+                    self._c2s)
 
     def poll(self, now: float) -> tuple[list[bytes], list]:
         """Timers: resend the request, send keepalives, notice silence. (datagrams, events)."""
@@ -173,7 +187,7 @@ class ClientProtocol:
                 return [], [Disconnected("timed_out")]
             if now - self._last_sent >= self.keepalive_interval:
                 self._last_sent = now
-                return [self._next_header(KEEPALIVE)], []
+                return [sign(self._next_header(KEEPALIVE), self._c2s)], []
         return [], []
 
     # ---- receiving ------------------------------------------------------------------
@@ -201,6 +215,8 @@ class ClientProtocol:
             return self._on_accept(data, header.session_id, now)
         if header.type == CONNECT_DENY:
             return self._on_deny(data)
+        if header.type == CHALLENGE:
+            return self._on_challenge(data, now)
         if header.type not in (SNAPSHOT, DISCONNECT):
             self.drops[D.BAD_TYPE] += 1
             return []
@@ -210,13 +226,17 @@ class ClientProtocol:
         if header.sequence <= self._rx_seq:
             self.drops[D.STALE_SEQUENCE] += 1
             return []
+        if n != DISCONNECT_SIZE if header.type == DISCONNECT else n < HEADER_SIZE + TAG_SIZE:
+            self.drops[D.BAD_LENGTH] += 1
+            return []
+        if not verify(data, self._s2c):
+            self.drops[D.BAD_TAG] += 1
+            return []
         if header.type == DISCONNECT:
-            if n != HEADER_SIZE + DISCONNECT_BODY.size:
-                self.drops[D.BAD_LENGTH] += 1
-                return []
             self.state = CLOSED
             return [Disconnected("server", data[HEADER_SIZE])]
-        snapshot, lists, why = decode_snapshot(data, header.sequence, self.info, self.held)
+        snapshot, lists, why = decode_snapshot(data[:n - TAG_SIZE], header.sequence, self.info,
+                                               self.held)
         if snapshot is None:
             self.drops[D.NO_BASELINE if why == "no_baseline" else D.BAD_PAYLOAD] += 1
             return []
@@ -229,7 +249,7 @@ class ClientProtocol:
         return [snapshot]
 
     def _on_accept(self, data: bytes, sid: int, now: float) -> list:
-        if len(data) != HEADER_SIZE + CONNECT_ACCEPT_BODY.size:
+        if len(data) != CONNECT_ACCEPT_SIZE:
             self.drops[D.BAD_LENGTH] += 1
             return []
         (salt, slot, tick_rate, snapshot_rate, _reserved, width, height, dig_radius,
@@ -238,7 +258,10 @@ class ClientProtocol:
         if salt != self.salt or self.state not in (CONNECTING, CONNECTED):
             self.drops[D.UNKNOWN_SESSION] += 1
             return []
-        if self.state == CONNECTED:  # a duplicate accept for a request we resent
+        if not verify(data, self._s2c):
+            self.drops[D.BAD_TAG] += 1
+            return []
+        if self.state == CONNECTED:  # a second accept for a response we resent
             self.drops[D.DUPLICATE_CONNECT] += 1
             return []
         self.info = ServerInfo(slot, sid, tick_rate, snapshot_rate, width, height, dig_radius,
@@ -248,15 +271,36 @@ class ClientProtocol:
         return [Connected(self.info)]
 
     def _on_deny(self, data: bytes) -> list:
-        if len(data) != HEADER_SIZE + CONNECT_DENY_BODY.size:
+        if len(data) != CONNECT_DENY_SIZE:  # the untagged 25-byte form is for other versions
             self.drops[D.BAD_LENGTH] += 1
             return []
         salt, reason = CONNECT_DENY_BODY.unpack_from(data, HEADER_SIZE)
         if salt != self.salt or self.state != CONNECTING:
             self.drops[D.UNKNOWN_SESSION] += 1
             return []
+        if not verify(data, self._s2c):
+            self.drops[D.BAD_TAG] += 1
+            return []
         self.state = DENIED
         return [Denied(reason)]
+
+    def _on_challenge(self, data: bytes, now: float) -> list:
+        """Echo the cookie in a CHALLENGE_RESPONSE, sent now and resent until accepted."""
+        if len(data) != CHALLENGE_SIZE:
+            self.drops[D.BAD_LENGTH] += 1
+            return []
+        if int.from_bytes(data[16:24], "little") != self.salt or self.state != CONNECTING:
+            self.drops[D.UNKNOWN_SESSION] += 1
+            return []
+        if not verify(data, self._s2c):
+            self.drops[D.BAD_TAG] += 1
+            return []
+        body = (pack_header(CHALLENGE_RESPONSE, 0, 0) + self.salt.to_bytes(8, "little")
+                + data[COOKIE_AT:COOKIE_AT + COOKIE_SIZE])
+        body += bytes(CHALLENGE_RESPONSE_SIZE - TAG_SIZE - len(body))
+        self._response = sign(body, self._c2s)
+        self._last_sent = now - self.resend_interval  # poll() sends it at once
+        return []
 
 
 def _ints(value: object, group: int, signed: bool = False) -> list[tuple[int, ...]] | None:
@@ -366,8 +410,8 @@ def _rebuild(m: dict, tick: int, base: Held | None) -> Held | None:
 
 def decode_snapshot(data: bytes, sequence: int, info: ServerInfo,
                     held: dict[int, Held] | None = None) -> tuple[Snapshot | None, Held | None, str]:
-    """Decode a SNAPSHOT datagram (header already checked) against the lists `held` by
-    tick. Returns (snapshot, its lists, "") or (None, None, why) with why "bad_payload" or
+    """Decode a SNAPSHOT datagram without its tag (header and tag already checked) against
+    the lists `held` by tick. Returns (snapshot, its lists, "") or (None, None, why) with why "bad_payload" or
     "no_baseline" (a delta against a snapshot this client does not hold).
 
     msgpack decoding is bounded: no string, array or map can be larger than a valid

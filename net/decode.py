@@ -1,8 +1,12 @@
 """Decode a batch of datagrams straight into the session table and the players' input rows.
 
-Runs once per tick over the whole batch (no Python per datagram). Inputs, keepalives and
-the header checks of every packet are done here; the rare packets that change sessions
-(connect requests, disconnects) are passed back as "control" entries for Python.
+Runs once per tick over the whole batch (no Python per datagram). Every check of
+docs/PROTOCOL.md 9.1 that needs no key server-wide runs here, cheapest first: framing,
+version, type and length, then for session packets the session, its address, the replay
+window, the tag and the session's packet rate; for handshake packets the per-address and
+global rate limits. The rare packets that change sessions (connect requests, challenge
+responses, disconnects) are passed back as "control" entries for Python, which does the
+token and cookie cryptography.
 """
 
 from __future__ import annotations
@@ -10,21 +14,32 @@ from __future__ import annotations
 import numpy as np
 
 from net import drops as D
-from net.sessions import (CONNECTED, S_ID, S_IP, S_LAST_HEARD, S_LAST_RX_SEQ, S_PORT,
-                          S_SNAPSHOT_ACK, S_STATE)
-from net.wire import (BUTTON_DIG, CONNECT_REQUEST, CONNECT_REQUEST_SIZE, DISCONNECT,
-                      DISCONNECT_BODY, HEADER_SIZE, INPUT, INPUT_PREFIX, INPUT_RECORD,
-                      KEEPALIVE, MAX_INPUTS_PER_PACKET, VERSION)
 from net.header import frame_drop
+from net.ratelimit import address_slot, gcra_take
+from net.replay import replay_fresh, replay_mark
+from net.sessions import (CONNECTED, S_C2S_K0, S_C2S_K1, S_ID, S_IP, S_LAST_HEARD,
+                          S_LAST_RX_SEQ, S_PORT, S_RX_TAT, S_SNAPSHOT_ACK, S_STATE)
+from net.tag import tag_ok
+from net.wire import (BUTTON_DIG, CHALLENGE_RESPONSE,
+                      CONNECT_REQUEST, CONNECT_REQUEST_SIZE, DISCONNECT, DISCONNECT_SIZE,
+                      HEADER_SIZE, INPUT, INPUT_PREFIX, INPUT_RECORD, KEEPALIVE,
+                      KEEPALIVE_SIZE, MAX_INPUTS_PER_PACKET, TAG_SIZE, VERSION)
 from sim.jit import kernel
 from sim.schema import P_DIG, P_INPUT_SEQ, P_MOVE_X, P_MOVE_Y
 
 # What a control entry asks Python to do.
-CTRL_CONNECT, CTRL_BAD_VERSION, CTRL_DISCONNECT = 1, 2, 3
+CTRL_CONNECT, CTRL_BAD_VERSION, CTRL_DISCONNECT, CTRL_RESPONSE = 1, 2, 3, 4
+
+# Rate-limit parameters, int64[GUARD_ROWS] (net.ratelimit.gcra_params): per address and
+# global for handshake packets, per session for the rest.
+(G_ADDR_INTERVAL, G_ADDR_TOLERANCE, G_ALL_INTERVAL, G_ALL_TOLERANCE, G_SESSION_INTERVAL,
+ G_SESSION_TOLERANCE) = range(6)
+GUARD_ROWS = 6
 
 _INPUT_MIN = HEADER_SIZE + INPUT_PREFIX.size
 _RECORD = INPUT_RECORD.size
-_DISCONNECT_SIZE = HEADER_SIZE + DISCONNECT_BODY.size
+_WINDOW = 256  # net.replay: sequences this far behind the greatest are stale
+LOOPBACK_NET = 127  # the first octet of 127.0.0.0/8
 
 
 @kernel
@@ -42,17 +57,35 @@ def to_move(b: int) -> int:
 
 
 @kernel
+def handshake_limited(ip: int, now: int, guard: np.ndarray, addr_ip: np.ndarray,
+                      addr_tat: np.ndarray, all_tat: np.ndarray) -> bool:
+    """True if a handshake packet from `ip` is over its address's rate or the global one.
+    The address bucket is asked first, so one noisy address cannot spend the global budget.
+    Loopback sources (127.0.0.0/8, which no remote host can forge past the kernel's martian
+    filter) have no address bucket: they are the host's own bots and tools.
+    addr_ip, addr_tat: int64[ADDRESS_TABLE_SIZE]; all_tat: int64[1]; guard: int64[GUARD_ROWS]."""
+    if (ip >> 24) != LOOPBACK_NET:  # the host's own bots and tools share 127.0.0.1
+        a = address_slot(addr_ip, addr_tat, ip)
+        if not gcra_take(addr_tat, a, now, guard[G_ADDR_INTERVAL], guard[G_ADDR_TOLERANCE]):
+            return True
+    return not gcra_take(all_tat, 0, now, guard[G_ALL_INTERVAL], guard[G_ALL_TOLERANCE])
+
+
+@kernel
 def decode_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np.ndarray,
-                 count: int, sessions: np.ndarray, pi: np.ndarray, now: int,
-                 drops: np.ndarray, accepted: np.ndarray, ctrl_index: np.ndarray,
-                 ctrl_kind: np.ndarray) -> int:
+                 count: int, sessions: np.ndarray, replay: np.ndarray, pi: np.ndarray,
+                 now: int, guard: np.ndarray, addr_ip: np.ndarray, addr_tat: np.ndarray,
+                 all_tat: np.ndarray, drops: np.ndarray, accepted: np.ndarray,
+                 ctrl_index: np.ndarray, ctrl_kind: np.ndarray) -> int:
     """Check and apply datagrams 0..count-1; return how many control entries were written.
 
-    data: uint8[N, B]; length, ip, port: per datagram; sessions: int64[10, P];
-    pi: int32[11, P] player ints (input rows are written); now: ns; drops: int64[reasons];
-    accepted: int64[8] by packet type; ctrl_index, ctrl_kind: int32[N] (out).
-    Checks run cheapest first, in the order docs/PROTOCOL.md gives; the first that fails
-    counts one drop and moves on. Nothing is raised, nothing is allocated.
+    data: uint8[N, B]; length, ip, port: per datagram; sessions: int64[SESSION_ROWS, P];
+    replay: int64[P, REPLAY_WORDS]; pi: int32[11, P] player ints (input rows are written);
+    now: ns; guard: int64[GUARD_ROWS]; addr_ip, addr_tat, all_tat: rate-limit state
+    (handshake_limited); drops: int64[reasons]; accepted: int64[16] by packet type;
+    ctrl_index, ctrl_kind: int32[N] (out). Checks run cheapest first, in the order
+    docs/PROTOCOL.md 9.1 gives; the first that fails counts one drop and moves on. A packet
+    is marked received only after its tag verified. Nothing is raised, nothing allocated.
     """
     n_ctrl = 0
     capacity = sessions.shape[1]
@@ -66,36 +99,43 @@ def decode_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np.
         ptype = row[3]
         if row[2] != VERSION:
             if ptype == CONNECT_REQUEST and n == CONNECT_REQUEST_SIZE:
-                ctrl_index[n_ctrl] = i  # answered with a deny, no bigger than the request
-                ctrl_kind[n_ctrl] = CTRL_BAD_VERSION
-                n_ctrl += 1
+                # answered with a 25-byte deny, smaller than the request, so that a client
+                # of another version learns why; still rate limited like any handshake
+                if not handshake_limited(ip[i], now, guard, addr_ip, addr_tat, all_tat):
+                    ctrl_index[n_ctrl] = i
+                    ctrl_kind[n_ctrl] = CTRL_BAD_VERSION
+                    n_ctrl += 1
             drops[D.BAD_VERSION] += 1
             continue
         if row[4] != 0 or row[5] != 0 or row[6] != 0 or row[7] != 0:
             drops[D.BAD_FLAGS] += 1
             continue
-        if ptype == CONNECT_REQUEST:
-            if n != CONNECT_REQUEST_SIZE:
+        if ptype == CONNECT_REQUEST or ptype == CHALLENGE_RESPONSE:
+            if n != CONNECT_REQUEST_SIZE:  # both are 256 bytes
                 drops[D.BAD_LENGTH] += 1
                 continue
+            if handshake_limited(ip[i], now, guard, addr_ip, addr_tat, all_tat):
+                drops[D.RATE_LIMITED] += 1
+                continue
             ctrl_index[n_ctrl] = i
-            ctrl_kind[n_ctrl] = CTRL_CONNECT
+            ctrl_kind[n_ctrl] = CTRL_CONNECT if ptype == CONNECT_REQUEST else CTRL_RESPONSE
             n_ctrl += 1
             continue
         if ptype == INPUT:
-            if n < _INPUT_MIN:
+            if n < _INPUT_MIN + TAG_SIZE:
                 drops[D.BAD_LENGTH] += 1
                 continue
             records = row[HEADER_SIZE + 4]
-            if records < 1 or records > MAX_INPUTS_PER_PACKET or n != _INPUT_MIN + records * _RECORD:
+            if (records < 1 or records > MAX_INPUTS_PER_PACKET
+                    or n != _INPUT_MIN + records * _RECORD + TAG_SIZE):
                 drops[D.BAD_LENGTH] += 1
                 continue
         elif ptype == KEEPALIVE:
-            if n != HEADER_SIZE:
+            if n != KEEPALIVE_SIZE:
                 drops[D.BAD_LENGTH] += 1
                 continue
         elif ptype == DISCONNECT:
-            if n != _DISCONNECT_SIZE:
+            if n != DISCONNECT_SIZE:
                 drops[D.BAD_LENGTH] += 1
                 continue
         else:
@@ -110,15 +150,28 @@ def decode_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np.
             drops[D.WRONG_ADDRESS] += 1
             continue
         seq = read_u32(row, 12)
-        if seq <= sessions[S_LAST_RX_SEQ, slot]:
+        greatest = sessions[S_LAST_RX_SEQ, slot]
+        bits = replay[slot]
+        if seq == 0 or seq + _WINDOW <= greatest:
             drops[D.STALE_SEQUENCE] += 1
             continue
-        # (security issue: verify the per-packet tag here, before anything is marked seen)
-        sessions[S_LAST_RX_SEQ, slot] = seq
+        if not replay_fresh(bits, greatest, seq):
+            drops[D.REPLAYED] += 1
+            continue
+        if not tag_ok(row, n, sessions[S_C2S_K0, slot], sessions[S_C2S_K1, slot]):
+            drops[D.BAD_TAG] += 1
+            continue
+        if not gcra_take(sessions[S_RX_TAT], slot, now, guard[G_SESSION_INTERVAL],
+                         guard[G_SESSION_TOLERANCE]):
+            drops[D.RATE_LIMITED] += 1
+            continue
+        newest = seq > greatest
+        sessions[S_LAST_RX_SEQ, slot] = replay_mark(bits, greatest, seq)
         sessions[S_LAST_HEARD, slot] = now
         accepted[ptype] += 1
         if ptype == INPUT:
-            sessions[S_SNAPSHOT_ACK, slot] = read_u32(row, HEADER_SIZE)
+            if newest:  # a late packet's ack is older than the one already kept
+                sessions[S_SNAPSHOT_ACK, slot] = read_u32(row, HEADER_SIZE)
             at = _INPUT_MIN  # the newest record comes first
             input_seq = read_u32(row, at)
             # the int32 row holds the u32's bits: compare as unsigned

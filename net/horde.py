@@ -2,22 +2,31 @@
 
 Every bot is one row of `bots` (int64[N, BOT_COLS], columns B_*), plus its entry in a few
 side arrays (next input time, heading, RNG state, the send times of its recent inputs, the
-treasure lists of its recent snapshots). The table is bot-major: a datagram touches one
-bot's fields, which then share a few cache lines; the one scan over every bot (for due
+treasure lists of its recent snapshots, its prebuilt CONNECT_REQUEST and its challenge
+cookie). The table is bot-major: a datagram touches one bot's fields (its session keys
+among them), which then share a few cache lines; the one scan over every bot (for due
 inputs, on every loop iteration) reads only `sched` (int64[N]), which stays compact for it.
 Five kernels do all per-datagram and per-bot work; the driver (tick/horde.py) only reads
 the clock, moves datagrams and calls them:
 
-- `write_connects`: CONNECT_REQUESTs for new bots (the driver's ramp) and resends every
-  `resend_ns` until an answer comes (docs/PROTOCOL.md 6.1, 11.1);
-- `receive_batch`: a drained DatagramBatch: the client's checks of section 10, in order,
-  routing CONNECT_ACCEPT/CONNECT_DENY by salt and SNAPSHOT/DISCONNECT by session id; a
-  bounded msgpack reader (net/msgpack_in.py) for the SNAPSHOT payload (v2: full and
-  delta); the ack; claims; input->ack latency into a histogram;
+- `write_connects`: CONNECT_REQUESTs for new bots (the driver's ramp), copied from the
+  bot's prebuilt request (its connect token's fields, built once in Python), and resends
+  every `resend_ns` until an answer comes; once a bot is challenged, CHALLENGE_RESPONSEs
+  (its cookie echoed, tagged) instead: one at once, then on the same resend timer;
+- `receive_batch`: a drained DatagramBatch: the reference client's checks (net/client.py),
+  in order, routing CHALLENGE/CONNECT_ACCEPT/CONNECT_DENY by salt and SNAPSHOT/DISCONNECT
+  by session id, each datagram's tag checked with the bot's server-to-client key before
+  it changes anything; a bounded msgpack reader (net/msgpack_in.py) for the SNAPSHOT
+  payload (full and delta; it ends where the tag begins); the ack; claims; input->ack
+  latency into a histogram;
 - `write_inputs`: for every connected bot whose input time has come, a hunter's decision
-  (net/hunter.py's strategy) and an INPUT packet (6.4, newest record first, 3 repeats);
+  (net/hunter.py's strategy) and an INPUT packet (newest record first, 3 repeats), tagged;
 - `expire_silent`: closes bots the server has been silent to for the session timeout;
-- `write_disconnects`: one DISCONNECT per connected bot at the end.
+- `write_disconnects`: one tagged DISCONNECT per connected bot at the end.
+
+Tags (protocol v3: SipHash-2-4 of the packet before them, 8 bytes at its end) are computed
+and checked here, inside these kernels (net/tag.py's inlined put_tag / tag_ok): a tag costs
+the horde no Python. The key words are int64 columns of the bot's row (B_C2S_K0.. B_S2C_K1).
 
 Routing without dictionaries: a bot's salt is (random 32 bits << 32) | (index + 1), so an
 answer names its bot in its low 32 bits and the whole salt must still match; a session id's
@@ -37,19 +46,26 @@ on peer data and nothing allocates per call: every malformed datagram is one dro
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 
 from net import drops as D
 from net.header import frame_drop, put_header
+from net.siphash import key_words
 from net.msgpack_in import (K_A, K_B, K_EV, K_H, K_HR, K_LB, K_ME, K_P, K_PM, K_PN, K_PR,
                             K_PV, K_T, K_TN, K_TR, K_TX, K_UNKNOWN, ROWS_ASCENDING,
                             ROWS_ENTITY, ROWS_INT, ROWS_TREASURE, ROWS_UINT, SKIP_DEPTH,
                             check_rows, read_array, read_int, read_key, skip_value)
-from net.wire import (BUTTON_DIG, CONNECT_ACCEPT, CONNECT_ACCEPT_BODY, CONNECT_DENY,
-                      CONNECT_DENY_BODY, CONNECT_REQUEST, CONNECT_REQUEST_SIZE, DISCONNECT,
-                      DISCONNECT_BODY, DISCONNECT_CLIENT_QUIT, HEADER_SIZE, INPUT,
-                      INPUT_PREFIX, INPUT_RECORD, MAX_INPUTS_PER_PACKET, SNAPSHOT, VERSION)
+from net.tag import put_tag, tag_ok
+from net.token import ConnectToken
+from net.wire import (BUTTON_DIG, CHALLENGE, CHALLENGE_RESPONSE, CHALLENGE_RESPONSE_SIZE,
+                      CHALLENGE_SIZE, CONNECT_ACCEPT, CONNECT_ACCEPT_SIZE, CONNECT_DENY,
+                      CONNECT_DENY_SIZE, CONNECT_REQUEST, CONNECT_REQUEST_BODY,
+                      CONNECT_REQUEST_SIZE, COOKIE_AT, COOKIE_SIZE, DISCONNECT,
+                      DISCONNECT_BODY, DISCONNECT_CLIENT_QUIT, DISCONNECT_SIZE, HEADER_SIZE,
+                      INPUT, INPUT_PREFIX, INPUT_RECORD, MAX_INPUTS_PER_PACKET, SNAPSHOT,
+                      TAG_SIZE, VERSION, pack_header)
 from sim.jit import kernel
 from sim.rng import next_below, next_u64, next_unit
 
@@ -59,6 +75,7 @@ from sim.rng import next_below, next_u64, next_unit
 # ---- layout ------------------------------------------------------------------------------
 
 # Bot states (column B_STATE). DENIED and CLOSED are final, as in the reference client.
+# CONNECTING covers both halves of the handshake: B_CHALLENGED tells them apart.
 IDLE, CONNECTING, CONNECTED, DENIED, CLOSED = range(5)
 STATE_NAMES = ("idle", "connecting", "connected", "denied", "closed")
 
@@ -67,11 +84,16 @@ STATE_NAMES = ("idle", "connecting", "connected", "denied", "closed")
  B_SNAPS, B_SNAPS_MEASURED, B_FIRST_RX, B_LAST_RX, B_LAST_HEARD, B_REQ_FIRST, B_REQ_LAST,
  B_ACCEPTED_AT, B_CLOSED_AT, B_PHASED, B_QX, B_QY, B_SCORE, B_DIG, B_HEAT, B_HUNT,
  B_TARGET, B_TQX, B_TQY, B_LAST_HEAT, B_WANDER, B_HIST_XY, B_HIST_DIG, B_CLAIMS,
- B_CLAIM_TICK, B_LAT_ACKED, B_HELD_COUNT, B_ERROR) = range(37)
-BOT_COLS = 37
+ B_CLAIM_TICK, B_LAT_ACKED, B_HELD_COUNT, B_ERROR, B_CHALLENGED, B_C2S_K0, B_C2S_K1,
+ B_S2C_K0, B_S2C_K1) = range(42)
+BOT_COLS = 42
 # B_SALT holds the u64 salt's bits; B_TARGET is a treasure index or -1; B_PHASED is 1 once
 # the bot's input phase is drawn; B_HIST_XY / B_HIST_DIG pack the last 4 inputs
 # (16 bits each: move x byte | move y byte << 8, newest lowest; one dig bit each).
+# B_CHALLENGED is 1 once a CHALLENGE came: the bot's cookie is in `cookies` and it sends
+# CHALLENGE_RESPONSEs, no more requests. B_REQ_LAST = REQ_NOW: send at the next call.
+# B_C2S_K0..B_S2C_K1: the SipHash key words (net.siphash.key_words) of the bot's token's
+# client-to-server and server-to-client keys, set once from its connect token.
 
 #: sched[b] when bot b has no input to send (not connected).
 NEVER = np.iinfo(np.int64).max
@@ -90,8 +112,13 @@ SRV_ROWS = 9
 (ST_STARTED, ST_CONNECTING, ST_REQUESTS, ST_ACCEPTS, ST_INPUTS, ST_LAG_SUM, ST_LAG_COUNT,
  ST_SKIPPED, ST_NEXT_DUE, ST_SNAPSHOTS, ST_FULL, ST_DELTA, ST_LAT_SUM, ST_LAT_COUNT,
  ST_LAT_MAX, ST_LAT_UNTIMED, ST_SERVER_CLOSED, ST_DISCONNECTS, ST_DENIED,
- ST_TIMED_OUT, ST_SNAPSHOT_BYTES) = range(21)
-ST_ROWS = 21
+ ST_TIMED_OUT, ST_SNAPSHOT_BYTES, ST_CHALLENGES, ST_RESPONSES) = range(23)
+ST_ROWS = 23
+# ST_REQUESTS / ST_RESPONSES: CONNECT_REQUESTs / CHALLENGE_RESPONSEs written (resends too);
+# ST_CHALLENGES: CHALLENGEs taken (a resent request may be challenged again).
+
+#: B_REQ_LAST of a bot whose next request or response is due at once (just challenged).
+REQ_NOW = -1
 
 #: Send times kept per bot (by input seq mod this): an ack older than this many inputs
 #: cannot be timed (counted in ST_LAT_UNTIMED).
@@ -115,12 +142,18 @@ HELD_TREASURES = 32
  O_TR_N, O_TX_AT, O_TX_N, O_TN_AT, O_TN_N, O_EV_AT, O_EV_N) = range(19)
 OUT_ROWS = 19
 
-_ACCEPT_SIZE = HEADER_SIZE + CONNECT_ACCEPT_BODY.size  # 60
-_DENY_SIZE = HEADER_SIZE + CONNECT_DENY_BODY.size  # 25
-_DISCONNECT_SIZE = HEADER_SIZE + DISCONNECT_BODY.size  # 17
+_ACCEPT_SIZE = CONNECT_ACCEPT_SIZE  # 68, tagged
+_DENY_SIZE = CONNECT_DENY_SIZE  # 33, tagged (the 25-byte untagged form is bad_length)
+_DISCONNECT_SIZE = DISCONNECT_SIZE  # 25, tagged
+_DISCONNECT_BODY_END = HEADER_SIZE + DISCONNECT_BODY.size  # 17: where its tag starts
 _INPUT_HEAD = HEADER_SIZE + INPUT_PREFIX.size  # 21
 _RECORD = INPUT_RECORD.size  # 8
-#: Room one bot's INPUT takes in the send buffer (53 bytes, rounded up).
+#: CONNECT_REQUEST: the token's fields (expire, nonce, sealed token) at offset 24.
+TOKEN_FIELDS_AT = HEADER_SIZE + 8
+TOKEN_FIELDS_SIZE = CONNECT_REQUEST_BODY.size - 8  # 164
+#: CHALLENGE_RESPONSE: header, salt, cookie, zeros, then the tag at 248.
+_RESPONSE_TAG_AT = CHALLENGE_RESPONSE_SIZE - TAG_SIZE
+#: Room one bot's INPUT takes in the send buffer (61 bytes with 4 records and the tag).
 INPUT_ROOM = 64
 _U32 = 0xFFFFFFFF
 _TWO_PI = 2.0 * math.pi
@@ -385,19 +418,39 @@ def record_latency(ns: int, hist: np.ndarray, stats: np.ndarray) -> None:
         stats[ST_LAT_MAX] = ns
 
 
-@kernel
-def _on_accept(row: np.ndarray, bots: np.ndarray, sched: np.ndarray, slot_bot: np.ndarray,
-               srv: np.ndarray, stats: np.ndarray, drops: np.ndarray, now: int) -> None:
+@kernel(inline=True)
+def salt_bot(row: np.ndarray, bots: np.ndarray) -> int:
+    """The bot a CHALLENGE / CONNECT_ACCEPT / CONNECT_DENY answers (the salt at byte 16
+    names it in its low 32 bits and must match whole), or -1."""
     salt = get_u64_bits(row, HEADER_SIZE)
     b = (salt & _U32) - 1
     if b < 0 or b >= bots.shape[0] or bots[b, B_SALT] != salt:
+        return -1
+    return b
+
+
+@kernel(inline=True)
+def s2c_ok(row: np.ndarray, n: int, bots: np.ndarray, b: int) -> bool:
+    """True if the datagram row[0:n] ends with its tag under bot b's server-to-client key."""
+    return tag_ok(row, n, bots[b, B_S2C_K0], bots[b, B_S2C_K1])
+
+
+@kernel
+def _on_accept(row: np.ndarray, bots: np.ndarray, sched: np.ndarray, slot_bot: np.ndarray,
+               srv: np.ndarray, stats: np.ndarray, drops: np.ndarray, now: int) -> None:
+    """A CONNECT_ACCEPT of the right size (68 bytes): the reference client's checks."""
+    b = salt_bot(row, bots)
+    if b < 0:
         drops[D.UNKNOWN_SESSION] += 1
         return
     state = bots[b, B_STATE]
     if state != CONNECTING and state != CONNECTED:
         drops[D.UNKNOWN_SESSION] += 1
         return
-    if state == CONNECTED:  # a second answer to a resent request
+    if not s2c_ok(row, _ACCEPT_SIZE, bots, b):
+        drops[D.BAD_TAG] += 1
+        return
+    if state == CONNECTED:  # a second answer to a resent response
         drops[D.DUPLICATE_CONNECT] += 1
         return
     sid = get_u32(row, 8)
@@ -427,11 +480,13 @@ def _on_accept(row: np.ndarray, bots: np.ndarray, sched: np.ndarray, slot_bot: n
 @kernel
 def _on_deny(row: np.ndarray, bots: np.ndarray, stats: np.ndarray, drops: np.ndarray,
              now: int) -> None:
-    salt = get_u64_bits(row, HEADER_SIZE)
-    b = (salt & _U32) - 1
-    if (b < 0 or b >= bots.shape[0] or bots[b, B_SALT] != salt
-            or bots[b, B_STATE] != CONNECTING):
+    """A CONNECT_DENY of the right size (33 bytes, tagged)."""
+    b = salt_bot(row, bots)
+    if b < 0 or bots[b, B_STATE] != CONNECTING:
         drops[D.UNKNOWN_SESSION] += 1
+        return
+    if not s2c_ok(row, _DENY_SIZE, bots, b):
+        drops[D.BAD_TAG] += 1
         return
     bots[b, B_STATE] = DENIED
     bots[b, B_ERROR] = ERR_DENIED + row[HEADER_SIZE + 8]
@@ -441,12 +496,35 @@ def _on_deny(row: np.ndarray, bots: np.ndarray, stats: np.ndarray, drops: np.nda
 
 
 @kernel
+def _on_challenge(row: np.ndarray, bots: np.ndarray, cookies: np.ndarray, stats: np.ndarray,
+                  drops: np.ndarray) -> None:
+    """A CHALLENGE of the right size (188 bytes): keep its cookie (cookies: uint8[N, 156])
+    and make the bot's CHALLENGE_RESPONSE due at once; from then on the bot resends the
+    response, not its request. A later challenge (to a resent request) replaces the
+    cookie, as in the reference client."""
+    b = salt_bot(row, bots)
+    if b < 0 or bots[b, B_STATE] != CONNECTING:
+        drops[D.UNKNOWN_SESSION] += 1
+        return
+    if not s2c_ok(row, CHALLENGE_SIZE, bots, b):
+        drops[D.BAD_TAG] += 1
+        return
+    for k in range(COOKIE_SIZE):
+        cookies[b, k] = row[COOKIE_AT + k]
+    bots[b, B_CHALLENGED] = 1
+    bots[b, B_REQ_LAST] = REQ_NOW
+    stats[ST_CHALLENGES] += 1
+
+
+@kernel
 def _on_snapshot(row: np.ndarray, n: int, b: int, seq: int, bots: np.ndarray,
                  srv: np.ndarray, sent: np.ndarray, held_tick: np.ndarray,
                  held_n: np.ndarray, held: np.ndarray, hist: np.ndarray, stats: np.ndarray,
                  drops: np.ndarray, stack: np.ndarray, out: np.ndarray, lists: np.ndarray,
                  now: int, measure_from: int) -> None:
-    if not parse_snapshot(row, n, stack, out):
+    """A SNAPSHOT whose tag checked out: row is the datagram without its tag (uint8[n - 8]),
+    n the datagram's size."""
+    if not parse_snapshot(row, row.shape[0], stack, out):
         drops[D.BAD_PAYLOAD] += 1
         return
     depth = held_tick.shape[1]
@@ -545,7 +623,7 @@ def receive_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np
                   bots: np.ndarray, sched: np.ndarray, slot_bot: np.ndarray, srv: np.ndarray,
                   sent: np.ndarray, held_tick: np.ndarray, held_n: np.ndarray,
                   held: np.ndarray, hist: np.ndarray, stats: np.ndarray, drops: np.ndarray,
-                  scratch: np.ndarray, lists: np.ndarray) -> None:
+                  scratch: np.ndarray, lists: np.ndarray, cookies: np.ndarray) -> None:
     """Check and apply datagrams 0..count-1 of a drained batch, received by `now` (ns).
 
     data: uint8[C, SLOT_BYTES]; length: int32[C]; ip, port: int64[C] (net.batch);
@@ -555,12 +633,15 @@ def receive_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np
     int64[N, HELD_DEPTH] (-1: empty); held_n: int64[N, HELD_DEPTH]; held:
     uint16[N, HELD_DEPTH, HELD_TREASURES, 3]; hist: int64[LAT_BINS + 1]; stats:
     int64[ST_ROWS]; drops: int64[len(net.drops.REASONS)]; scratch: int64[>= OUT_ROWS +
-    SKIP_DEPTH + 1]; lists: int64[HELD_TREASURES, 3] scratch. Latency samples count only
-    for inputs sent at or after `measure_from`.
+    SKIP_DEPTH + 1]; lists: int64[HELD_TREASURES, 3] scratch; cookies: uint8[N, 156] each
+    bot's challenge cookie. Latency samples count only for inputs sent at or after
+    `measure_from`.
 
-    The checks are the reference client's (docs/PROTOCOL.md 10), first failure counted
-    under its reason, plus one before them all: a datagram not from the server's address
-    is `wrong_address` (a connected socket would not even deliver it).
+    The checks are the reference client's (net/client.py ClientProtocol.receive), first
+    failure counted under its reason, plus one before them all: a datagram not from the
+    server's address is `wrong_address` (a connected socket would not even deliver it).
+    Tags (s2c key of the bot the datagram is routed to) are checked after the size and the
+    routing, before anything changes: a bad one is `bad_tag`.
     """
     out = scratch[:OUT_ROWS]
     stack = scratch[OUT_ROWS:]
@@ -582,6 +663,12 @@ def receive_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np
             drops[D.BAD_FLAGS] += 1
             continue
         ptype = row[3]
+        if ptype == CHALLENGE:
+            if n != CHALLENGE_SIZE:
+                drops[D.BAD_LENGTH] += 1
+            else:
+                _on_challenge(row, bots, cookies, stats, drops)
+            continue
         if ptype == CONNECT_ACCEPT:
             if n != _ACCEPT_SIZE:
                 drops[D.BAD_LENGTH] += 1
@@ -607,9 +694,16 @@ def receive_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np
             drops[D.STALE_SEQUENCE] += 1
             continue
         if ptype == DISCONNECT:
-            if n != _DISCONNECT_SIZE:
-                drops[D.BAD_LENGTH] += 1
-                continue
+            bad_size = n != _DISCONNECT_SIZE
+        else:
+            bad_size = n < HEADER_SIZE + TAG_SIZE  # a tag, and something before it
+        if bad_size:
+            drops[D.BAD_LENGTH] += 1
+            continue
+        if not s2c_ok(row, n, bots, b):
+            drops[D.BAD_TAG] += 1
+            continue
+        if ptype == DISCONNECT:
             bots[b, B_STATE] = CLOSED
             bots[b, B_ERROR] = ERR_DISCONNECTED + row[HEADER_SIZE]
             bots[b, B_CLOSED_AT] = now
@@ -617,42 +711,50 @@ def receive_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np
             slot_bot[sid & 0xFFFF] = -1
             stats[ST_SERVER_CLOSED] += 1
             continue
-        _on_snapshot(row[:n], n, b, seq, bots, srv, sent, held_tick, held_n, held, hist,
-                     stats, drops, stack, out, lists, now, measure_from)
+        _on_snapshot(row[:n - TAG_SIZE], n, b, seq, bots, srv, sent, held_tick, held_n,
+                     held, hist, stats, drops, stack, out, lists, now, measure_from)
 
 
 # ---- sending -----------------------------------------------------------------------------
 
-@kernel
-def put_connect_request(buf: np.ndarray, at: int, salt: int, index: int) -> int:
-    """A 256-byte CONNECT_REQUEST (6.1) with name "h<index>"; return the end position."""
+@kernel(inline=True)
+def put_request(buf: np.ndarray, at: int, requests: np.ndarray, b: int) -> int:
+    """Bot b's CONNECT_REQUEST (256 bytes, untagged), copied from requests (uint8[N, 256],
+    built from its connect token by HordeState); return the end position."""
     for k in range(CONNECT_REQUEST_SIZE):
-        buf[at + k] = 0
-    put_header(buf, at, CONNECT_REQUEST, 0, 0)
-    put_u32(buf, at + HEADER_SIZE, salt & _U32)
-    put_u32(buf, at + HEADER_SIZE + 4, (salt >> 32) & _U32)
-    digits = 1
-    v = index
-    while v >= 10:
-        v //= 10
-        digits += 1
-    name = at + HEADER_SIZE + 9
-    buf[name] = 104  # "h"
-    v = index
-    for k in range(digits):
-        buf[name + digits - k] = 48 + v % 10
-        v //= 10
-    buf[at + HEADER_SIZE + 8] = digits + 1  # name length (at most 11 bytes)
+        buf[at + k] = requests[b, k]
     return at + CONNECT_REQUEST_SIZE
 
 
+@kernel(inline=True)
+def put_response(buf: np.ndarray, at: int, bots: np.ndarray, cookies: np.ndarray,
+                 b: int) -> int:
+    """Bot b's CHALLENGE_RESPONSE (256 bytes): header (session id 0, sequence 0), salt at
+    16, its cookie (cookies: uint8[N, 156]) at 24, zeros, the tag (c2s key) at 248; return
+    the end position."""
+    put_header(buf, at, CHALLENGE_RESPONSE, 0, 0)
+    salt = bots[b, B_SALT]
+    put_u32(buf, at + HEADER_SIZE, salt & _U32)
+    put_u32(buf, at + HEADER_SIZE + 4, (salt >> 32) & _U32)
+    for k in range(COOKIE_SIZE):
+        buf[at + COOKIE_AT + k] = cookies[b, k]
+    for k in range(COOKIE_AT + COOKIE_SIZE, _RESPONSE_TAG_AT):
+        buf[at + k] = 0
+    return put_tag(buf, at, _RESPONSE_TAG_AT, bots[b, B_C2S_K0], bots[b, B_C2S_K1])
+
+
 @kernel
-def write_connects(bots: np.ndarray, stats: np.ndarray, now: int, allowance: int,
-                   resend_ns: int, timeout_ns: int, buf: np.ndarray, off: np.ndarray) -> int:
-    """CONNECT_REQUESTs due now, into buf (uint8[C * 256]) with off (int32[C + 1]); return
-    how many (at most C). First the resends (connecting bots whose last request is
-    `resend_ns` old; a bot asking for longer than `timeout_ns`, if > 0, gives up: closed,
-    ERR_CONNECT_TIMEOUT), then up to `allowance` bots that never asked, in index order."""
+def write_connects(bots: np.ndarray, requests: np.ndarray, cookies: np.ndarray,
+                   stats: np.ndarray, now: int, allowance: int, resend_ns: int,
+                   timeout_ns: int, buf: np.ndarray, off: np.ndarray) -> int:
+    """CONNECT_REQUESTs and CHALLENGE_RESPONSEs due now (256 bytes each), into buf
+    (uint8[C * 256]) with off (int32[C + 1]); return how many (at most C). requests:
+    uint8[N, 256] each bot's prebuilt request; cookies: uint8[N, 156].
+
+    First the connecting bots' (re)sends: a challenged bot's response, else its request,
+    when its last one is `resend_ns` old or it was just challenged (REQ_NOW); a bot asking
+    for longer than `timeout_ns`, if > 0, gives up: closed, ERR_CONNECT_TIMEOUT. Then the
+    requests of up to `allowance` bots that never asked, in index order."""
     cap = off.shape[0] - 1
     n_out = 0
     off[0] = 0
@@ -667,9 +769,15 @@ def write_connects(bots: np.ndarray, stats: np.ndarray, now: int, allowance: int
                 bots[b, B_CLOSED_AT] = now
                 stats[ST_CONNECTING] -= 1
                 continue
-            if now - bots[b, B_REQ_LAST] < resend_ns or n_out >= cap:
+            last = bots[b, B_REQ_LAST]
+            if (last != REQ_NOW and now - last < resend_ns) or n_out >= cap:
                 continue
-            off[n_out + 1] = put_connect_request(buf, off[n_out], bots[b, B_SALT], b)
+            if bots[b, B_CHALLENGED]:
+                off[n_out + 1] = put_response(buf, off[n_out], bots, cookies, b)
+                stats[ST_RESPONSES] += 1
+            else:
+                off[n_out + 1] = put_request(buf, off[n_out], requests, b)
+                stats[ST_REQUESTS] += 1
             bots[b, B_REQ_LAST] = now
             n_out += 1
     while allowance > 0 and started < bots.shape[0] and n_out < cap:
@@ -677,13 +785,13 @@ def write_connects(bots: np.ndarray, stats: np.ndarray, now: int, allowance: int
         bots[b, B_STATE] = CONNECTING
         bots[b, B_REQ_FIRST] = now
         bots[b, B_REQ_LAST] = now
-        off[n_out + 1] = put_connect_request(buf, off[n_out], bots[b, B_SALT], b)
+        off[n_out + 1] = put_request(buf, off[n_out], requests, b)
         n_out += 1
         started += 1
         allowance -= 1
         stats[ST_CONNECTING] += 1
+        stats[ST_REQUESTS] += 1
     stats[ST_STARTED] = started
-    stats[ST_REQUESTS] += n_out
     return n_out
 
 
@@ -734,8 +842,9 @@ def decide(b: int, bots: np.ndarray, heading: np.ndarray, rng: np.ndarray,
 
 @kernel
 def put_input(buf: np.ndarray, at: int, bots: np.ndarray, b: int) -> int:
-    """Bot b's INPUT (6.4) with its newest input and up to 3 earlier ones, newest first;
-    return the end position. B_TX_SEQ / B_INPUT_SEQ / history already advanced."""
+    """Bot b's INPUT with its newest input and up to 3 earlier ones, newest first, then
+    the tag (c2s key): 21 + 8 * count + 8 bytes; return the end position. B_TX_SEQ /
+    B_INPUT_SEQ / history already advanced."""
     seq = bots[b, B_INPUT_SEQ]
     count = seq if seq < MAX_INPUTS_PER_PACKET else MAX_INPUTS_PER_PACKET
     put_header(buf, at, INPUT, bots[b, B_SID], bots[b, B_TX_SEQ])
@@ -751,7 +860,7 @@ def put_input(buf: np.ndarray, at: int, bots: np.ndarray, b: int) -> int:
         buf[pos + 6] = BUTTON_DIG if (dig >> k) & 1 else 0
         buf[pos + 7] = 0
         pos += _RECORD
-    return pos
+    return put_tag(buf, at, pos - at, bots[b, B_C2S_K0], bots[b, B_C2S_K1])
 
 
 @kernel
@@ -837,9 +946,9 @@ def expire_silent(bots: np.ndarray, sched: np.ndarray, slot_bot: np.ndarray, srv
 @kernel
 def write_disconnects(bots: np.ndarray, sched: np.ndarray, slot_bot: np.ndarray,
                       stats: np.ndarray, now: int, buf: np.ndarray, off: np.ndarray) -> int:
-    """A DISCONNECT (6.6, reason client quit) for every connected bot, which is then
-    closed (no error: it quit); connecting bots just stop. buf: uint8[>= N * 17]; off:
-    int32[N + 1]. Return how many were written."""
+    """A DISCONNECT (reason client quit, tagged: 25 bytes) for every connected bot, which
+    is then closed (no error: it quit); connecting bots just stop. buf: uint8[>= N * 25];
+    off: int32[N + 1]. Return how many were written."""
     n_out = 0
     off[0] = 0
     for b in range(bots.shape[0]):
@@ -855,7 +964,8 @@ def write_disconnects(bots: np.ndarray, sched: np.ndarray, slot_bot: np.ndarray,
         at = off[n_out]
         put_header(buf, at, DISCONNECT, bots[b, B_SID], bots[b, B_TX_SEQ])
         buf[at + HEADER_SIZE] = DISCONNECT_CLIENT_QUIT
-        off[n_out + 1] = at + _DISCONNECT_SIZE
+        off[n_out + 1] = put_tag(buf, at, _DISCONNECT_BODY_END, bots[b, B_C2S_K0],
+                                 bots[b, B_C2S_K1])
         n_out += 1
         bots[b, B_STATE] = CLOSED
         bots[b, B_CLOSED_AT] = now
@@ -889,18 +999,22 @@ def init_bots(bots: np.ndarray, sched: np.ndarray, heading: np.ndarray, rng: np.
 # ---- the horde's arrays, and what they say -------------------------------------------------
 
 class HordeState:
-    """Every array of a horde of `count` bots, allocated once (shapes in the kernels'
-    docstrings), and the kernels as methods. `seed` fixes every random choice: salts,
-    headings, input phases, wandering. Time is an argument (monotonic ns)."""
+    """Every array of a horde of bots, one per connect token (net.token.ConnectToken),
+    allocated once (shapes in the kernels' docstrings), and the kernels as methods. `seed`
+    fixes every random choice: salts, headings, input phases, wandering (the tokens fix the
+    keys, so the tags). Time is an argument (monotonic ns)."""
 
-    def __init__(self, count: int, seed: int = 0, held_depth: int = HELD_DEPTH) -> None:
-        if not (isinstance(count, int) and 1 <= count <= 65535):  # a server's slots at most
-            raise ValueError(f"count must be an integer in 1..65535, got {count!r}")
+    def __init__(self, tokens: Sequence[ConnectToken], seed: int = 0,
+                 held_depth: int = HELD_DEPTH) -> None:
+        count = len(tokens)
+        if not 1 <= count <= 65535:  # a server's slots at most
+            raise ValueError(f"a horde needs 1..65535 connect tokens, got {count}")
         if not (isinstance(seed, int) and 0 <= seed < 2**64):
             raise ValueError(f"seed must be an integer in 0..2**64-1, got {seed!r}")
         if not (isinstance(held_depth, int) and 1 <= held_depth <= 64):
             raise ValueError(f"held_depth must be an integer in 1..64, got {held_depth!r}")
         self.count = count
+        self.tokens = tuple(tokens)  # bot b's connect token (its keys: tests, reports)
         self.bots = np.zeros((count, BOT_COLS), np.int64)
         self.sched = np.full(count, NEVER, np.int64)
         self.heading = np.zeros(count, np.float64)
@@ -916,8 +1030,13 @@ class HordeState:
         self.drops = D.new_drop_counters()
         self.scratch = np.zeros(OUT_ROWS + SKIP_DEPTH + 1, np.int64)
         self.lists = np.zeros((HELD_TREASURES, 3), np.int64)
+        self.cookies = np.zeros((count, COOKIE_SIZE), np.uint8)
         init_bots(self.bots, self.sched, self.heading, self.rng, np.array([seed], np.uint64),
                   self.held_tick)
+        self.requests = build_requests(self.bots[:, B_SALT], tokens)
+        for b, token in enumerate(tokens):
+            self.bots[b, B_C2S_K0], self.bots[b, B_C2S_K1] = key_words(token.c2s_key)
+            self.bots[b, B_S2C_K0], self.bots[b, B_S2C_K1] = key_words(token.s2c_key)
 
     def receive(self, batch, count: int, server_ip: int, server_port: int, now: int,
                 measure_from: int = 0) -> None:
@@ -925,13 +1044,13 @@ class HordeState:
         receive_batch(batch.data, batch.length, batch.ip, batch.port, count, server_ip,
                       server_port, now, measure_from, self.bots, self.sched, self.slot_bot,
                       self.srv, self.sent, self.held_tick, self.held_n, self.held, self.hist,
-                      self.stats, self.drops, self.scratch, self.lists)
+                      self.stats, self.drops, self.scratch, self.lists, self.cookies)
 
     def connects(self, now: int, allowance: int, resend_ns: int, timeout_ns: int,
                  buf: np.ndarray, off: np.ndarray) -> int:
-        """write_connects: requests into buf/off; return how many."""
-        return write_connects(self.bots, self.stats, now, allowance, resend_ns, timeout_ns,
-                              buf, off)
+        """write_connects: requests and challenge responses into buf/off; return how many."""
+        return write_connects(self.bots, self.requests, self.cookies, self.stats, now,
+                              allowance, resend_ns, timeout_ns, buf, off)
 
     def inputs(self, now: int, period: int, buf: np.ndarray, off: np.ndarray) -> int:
         """write_inputs: due INPUTs into buf/off; return how many."""
@@ -970,6 +1089,24 @@ class HordeState:
         return dict(counts)
 
 
+def build_requests(salts: np.ndarray, tokens: Sequence[ConnectToken]) -> np.ndarray:
+    """uint8[N, 256]: each bot's CONNECT_REQUEST: header (type 1, session id 0, sequence
+    0), its salt (salts: int64[N], the u64's bits) at 16, its token's request fields
+    (expire, nonce, sealed private token: 164 bytes) at 24, zero padding. Built once: a
+    request never changes between resends (the salt names one attempt)."""
+    count = len(tokens)
+    out = np.zeros((count, CONNECT_REQUEST_SIZE), np.uint8)
+    out[:, :HEADER_SIZE] = np.frombuffer(pack_header(CONNECT_REQUEST, 0, 0), np.uint8)
+    out[:, HEADER_SIZE:TOKEN_FIELDS_AT] = (
+        np.ascontiguousarray(salts, dtype="<i8").view(np.uint8).reshape(count, 8))
+    fields = b"".join(token.request_fields() for token in tokens)
+    if len(fields) != count * TOKEN_FIELDS_SIZE:
+        raise ValueError(f"a connect token's request fields are {TOKEN_FIELDS_SIZE} bytes")
+    out[:, TOKEN_FIELDS_AT:TOKEN_FIELDS_AT + TOKEN_FIELDS_SIZE] = (
+        np.frombuffer(fields, np.uint8).reshape(count, TOKEN_FIELDS_SIZE))
+    return out
+
+
 def bin_middle_ns(k: int) -> float:
     """The middle of latency bin k (ns); the overflow bin has none (inf)."""
     if k < LAT_FINE_BINS:
@@ -1000,14 +1137,30 @@ def latency_summary(hist: np.ndarray, stats: np.ndarray) -> dict[str, float]:
 
 
 def warm_up() -> None:
-    """Compile (or load from cache) every kernel with the real dtypes, on 2 bots."""
+    """Compile (or load from cache) every kernel with the real dtypes, on 2 bots with
+    throwaway tokens. numba compiles a kernel whole, every branch, for its argument types:
+    one call each compiles the challenge, response and tag paths too; the datagrams below
+    (a CHALLENGE, one with a bad tag, an ACCEPT) only walk those paths once as well."""
     from net.batch import DatagramBatch
-    h = HordeState(2, seed=1)
+    from net.tag import sign
+    from net.token import issue_token
+    tokens = [issue_token(bytes(32), b + 1, [("127.0.0.1", 1)], "warmup", 1000, 60)
+              for b in range(2)]
+    h = HordeState(tokens, seed=1)
     buf = np.zeros(2 * CONNECT_REQUEST_SIZE, np.uint8)
     off = np.zeros(3, np.int32)
     h.connects(1, 2, 1, 0, buf, off)
-    batch = DatagramBatch.allocate(1)
+    salt = (int(h.bots[0, B_SALT]) & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")
+    challenge = sign(pack_header(CHALLENGE, 0, 0) + salt + bytes(COOKIE_SIZE),
+                     tokens[0].s2c_key)
+    accept = sign(pack_header(CONNECT_ACCEPT, 1 << 16, 0) + salt
+                  + bytes(CONNECT_ACCEPT_SIZE - TAG_SIZE - HEADER_SIZE - 8), tokens[0].s2c_key)
+    batch = DatagramBatch.allocate(3)
+    for data in (challenge, challenge[:-1] + bytes([challenge[-1] ^ 1]), accept):
+        batch.put(data, 0, 0)
     h.receive(batch, 1, 0, 0, 1, 0)
-    h.inputs(1, 1000, np.zeros(2 * INPUT_ROOM, np.uint8), off)
-    h.expire(1)
-    h.disconnects(1, np.zeros(2 * INPUT_ROOM, np.uint8), off)
+    h.connects(2, 0, 1, 0, buf, off)
+    h.receive(batch, 3, 0, 0, 2, 0)
+    h.inputs(3, 1000, np.zeros(2 * INPUT_ROOM, np.uint8), off)
+    h.expire(3)
+    h.disconnects(3, np.zeros(2 * INPUT_ROOM, np.uint8), off)

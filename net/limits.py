@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from net.errors import LimitsError
-from net.wire import HEADER_SIZE, MAX_DATAGRAM
+from net.wire import HEADER_SIZE, MAX_DATAGRAM, TAG_SIZE
 
 CLAIM_EVENTS_MAX = 16  # sim.schema.CLAIM_RING: recent claims a snapshot may carry
 LEADERBOARD_MAX = 16  # sim.rules.GameRules.leaderboard_size upper bound
@@ -72,7 +72,7 @@ def worst_snapshot_size(players: int, treasures: int) -> int:
     idx = 1  # a baseline index < 128 is a positive fixint
     arr = 3  # array16 header, the widest any of these arrays needs
     key = 3  # fixstr of up to 2 characters
-    size = HEADER_SIZE + 1  # fixmap header
+    size = HEADER_SIZE + TAG_SIZE + 1  # header, tag, fixmap header
     size += key + u32  # "t" tick
     size += key + u32  # "a" input ack
     size += key + u32  # "b" baseline tick (deltas only)

@@ -17,17 +17,25 @@ import numpy as np
 from net import drops as D
 from net.address import Address, int_to_ip, ip_to_int
 from net.batch import DatagramBatch
-from net.decode import CTRL_BAD_VERSION, CTRL_CONNECT, CTRL_DISCONNECT, decode_batch
+from net.cookie import Cookie
+from net.decode import (CTRL_BAD_VERSION, CTRL_CONNECT, CTRL_DISCONNECT, CTRL_RESPONSE,
+                        LOOPBACK_NET, decode_batch)
 from net.events import PlayerJoined, PlayerLeft
+from net.handshake import Gatekeeper
 from net.limits import NetLimits
-from net.sessions import (CONNECTED, FREE, S_ID, S_IP, S_LAST_HEARD, S_LAST_RX_SEQ, S_PORT,
-                          S_SALT, S_SNAPSHOT_ACK, S_STATE, S_TX_SEQ, S_JOINED,
+from net.ratelimit import ADDRESS_TABLE_SIZE
+from net.security import SecuritySettings
+from net.sessions import (CONNECTED, FREE, S_C2S_K0, S_C2S_K1, S_CLIENT_ID, S_ID, S_IP,
+                          S_LAST_HEARD, S_LAST_RX_SEQ, S_PORT, S_S2C_K0, S_S2C_K1, S_SALT,
+                          S_SNAPSHOT_ACK, S_STATE, S_TX_SEQ, S_JOINED, new_replay_table,
                           new_session_table, session_id)
+from net.siphash import key_words
 from net.snapshot import SnapshotCaps, count_sizes, encode_snapshots, new_encode_scratch
 from net.snapshot_ring import new_snapshot_ring, reset_client
+from net.tag import sign
 from net.timeouts import expired_sessions
 from net.wire import (CONNECT_ACCEPT, CONNECT_ACCEPT_BODY, CONNECT_DENY, CONNECT_DENY_BODY,
-                      CONNECT_REQUEST_BODY, DENY_SERVER_FULL, DENY_SHUTTING_DOWN, DENY_VERSION,
+                      DENY_ADDRESS_LIMIT, DENY_SERVER_FULL, DENY_SHUTTING_DOWN, DENY_VERSION,
                       DISCONNECT, DISCONNECT_BODY, DISCONNECT_SERVER_SHUTDOWN,
                       DISCONNECT_TIMED_OUT, DISCONNECT_KICKED, HEADER_SIZE, MAX_DATAGRAM,
                       pack_header)
@@ -50,21 +58,41 @@ class ServerProtocol:
     rng: source of session-id nonces; pass a seeded random.Random in tests.
     snapshot_every: ticks between two snapshots to one client (clients are spread evenly
     over those ticks).
+    key: the 32-byte token key (net.keys) shared with the token service.
+    address: (IPv4 text, port) the connect tokens must name (the served or public address).
+    security: rate and session limits (validated here).
+    unix_origin_ms: unix time in ms at now = 0, for token expiry and cookie ages (the tick
+    passes its clock's offset; tests pass a fixed value).
+    cookie_key: the challenge cookie key; random unless fixed (tests, doc vectors).
     """
 
     def __init__(self, world: World, limits: NetLimits, tick_rate: float,
-                 rng: random.Random | None = None, snapshot_every: int = 1) -> None:
+                 rng: random.Random | None = None, snapshot_every: int = 1, *,
+                 key: bytes, address: Address,
+                 security: SecuritySettings = SecuritySettings(),
+                 unix_origin_ms: int = 0, cookie_key: bytes | None = None) -> None:
         limits.validate()
+        security.validate()
         self.world = world
         self.limits = limits
         self.tick_rate = tick_rate
         self.capacity = world.rules.max_players
         self.sessions = new_session_table(self.capacity)
+        self.replay = new_replay_table(self.capacity)
         self.drops = D.new_drop_counters()
-        self.accepted = np.zeros(8, np.int64)  # by packet type
+        self.accepted = np.zeros(16, np.int64)  # by packet type
         self.names: list[str] = [""] * self.capacity
         self.addresses: list[Address | None] = [None] * self.capacity
-        self._by_salt: dict[tuple[int, int, int], int] = {}
+        self.security = security
+        self.gate = Gatekeeper(key, address, int(security.challenge_timeout * 1000), cookie_key)
+        self.unix_origin_ms = unix_origin_ms
+        self._s2c: list[bytes] = [b""] * self.capacity  # server-to-client keys, for replies
+        self._by_client: dict[int, int] = {}  # client id -> slot of its open session
+        self._per_ip: dict[int, int] = {}  # IPv4 -> open sessions from it
+        self.guard = security.guard()
+        self._addr_ip = np.full(ADDRESS_TABLE_SIZE, -1, np.int64)
+        self._addr_tat = np.zeros(ADDRESS_TABLE_SIZE, np.int64)
+        self._all_tat = np.zeros(1, np.int64)
         self._free = list(range(self.capacity))  # a heap: the lowest free slot is reused first
         self._rng = rng or random.SystemRandom()
         self._replies: list[tuple[bytes, Address]] = []
@@ -119,29 +147,36 @@ class ServerProtocol:
             self._ctrl_kind = np.zeros(batch.capacity, np.int32)
         count = batch.count
         args = (batch.data, batch.length, batch.ip, batch.port, count, self.sessions,
-                self.world.pi, now, self.drops, self.accepted, self._ctrl_index,
-                self._ctrl_kind)
+                self.replay, self.world.pi, now, self.guard, self._addr_ip, self._addr_tat,
+                self._all_tat, self.drops, self.accepted, self._ctrl_index, self._ctrl_kind)
         if self._decode is None:
             self._decode = bind(decode_batch, *args)
         n_ctrl = self._decode(*args)
         events: list = []
         self._answered.clear()
+        unix_ms = self.unix_origin_ms + now // 1_000_000
         for k in range(n_ctrl):
             i = int(self._ctrl_index[k])
             kind = int(self._ctrl_kind[k])
             payload = bytes(batch.data[i, :batch.length[i]])
-            addr = (int_to_ip(int(batch.ip[i])), int(batch.port[i]))
+            ip, port = int(batch.ip[i]), int(batch.port[i])
+            addr = (int_to_ip(ip), port)
             if kind == CTRL_CONNECT:
-                self._connect(payload, int(batch.ip[i]), int(batch.port[i]), addr, now, events)
+                self._on_request(payload, ip, port, addr, unix_ms)
+            elif kind == CTRL_RESPONSE:
+                self._on_response(payload, ip, port, addr, now, unix_ms, events)
             elif kind == CTRL_BAD_VERSION:
-                self._deny(payload, addr, DENY_VERSION)
+                salt = int.from_bytes(payload[HEADER_SIZE:HEADER_SIZE + 8], "little")
+                self._replies.append((pack_header(CONNECT_DENY, 0, 0)
+                                      + CONNECT_DENY_BODY.pack(salt, DENY_VERSION), addr))
             elif kind == CTRL_DISCONNECT:
                 sid = int.from_bytes(payload[8:12], "little")
                 slot = sid & 0xFFFF
                 # a second DISCONNECT in the same batch passed decode before the first closed
                 if self.sessions[S_STATE, slot] == CONNECTED and self.sessions[S_ID, slot] == sid:
                     events.append(self._close(slot, "quit", notify=False))
-                else:
+                else:  # decode counted it accepted: it is a drop after all, counted once
+                    self.accepted[DISCONNECT] -= 1
                     self.drops[D.UNKNOWN_SESSION] += 1
         return events
 
@@ -151,52 +186,97 @@ class ServerProtocol:
         self._one.put(data, ip_to_int(addr[0]), addr[1])
         return self.receive_batch(self._one, now)
 
-    def _connect(self, payload: bytes, ip: int, port: int, addr: Address, now: int,
-                 events: list) -> None:
-        salt, name_len, raw_name = CONNECT_REQUEST_BODY.unpack_from(payload, HEADER_SIZE)
-        if salt == 0 or name_len > len(raw_name):
-            self.drops[D.BAD_PAYLOAD] += 1
+    def _on_request(self, payload: bytes, ip: int, port: int, addr: Address,
+                    unix_ms: int) -> None:
+        """9.2 steps 1-6: a valid token from an address not yet proven gets a CHALLENGE."""
+        why, token = self.gate.check_request(payload, ip, port, unix_ms)
+        if why >= 0:
+            self.drops[why] += 1
             return
-        try:
-            name = raw_name[:name_len].decode("utf-8")
-        except UnicodeDecodeError:
-            self.drops[D.BAD_PAYLOAD] += 1
+        salt = int.from_bytes(payload[HEADER_SIZE:HEADER_SIZE + 8], "little")
+        if token.client_id in self._by_client:
+            # a late resend from the session's own attempt, or a second connection with the
+            # same client id: neither gets an answer (a lost accept is resent on responses)
+            slot = self._by_client[token.client_id]
+            same = self._same_attempt(slot, ip, port, salt)
+            self.drops[D.DUPLICATE_CONNECT if same else D.DUPLICATE_CLIENT] += 1
             return
-        # (security issue: a stateless challenge goes here, before any state is kept)
-        known = self._by_salt.get((ip, port, salt))
-        if known is not None:  # a retry whose accept was lost: same answer, nothing new
-            self.drops[D.DUPLICATE_CONNECT] += 1
-            if known not in self._answered:  # one accept per batch: retries pile up in a stall
-                self._answered.add(known)
-                self._accept(known, salt, addr)
+        if self._refused(token.s2c_key, salt, ip, addr):
             return
+        self._replies.append((self.gate.challenge(token, salt, ip, port, unix_ms), addr))
+
+    def _on_response(self, payload: bytes, ip: int, port: int, addr: Address, now: int,
+                     unix_ms: int, events: list) -> None:
+        """9.2 steps 7-10: the cookie came back from its address: open the session."""
+        why, cookie = self.gate.check_response(payload, ip, port, unix_ms)
+        if why >= 0:
+            self.drops[why] += 1
+            return
+        known = self._by_client.get(cookie.client_id)
+        if known is not None:
+            if self._same_attempt(known, ip, port, cookie.salt):  # the accept was lost
+                self.drops[D.DUPLICATE_CONNECT] += 1
+                if known not in self._answered:  # one accept per batch: resends pile up
+                    self._answered.add(known)
+                    self._accept(known, cookie.salt, addr)
+            else:
+                self.drops[D.DUPLICATE_CLIENT] += 1
+            return
+        if self._refused(cookie.s2c_key, cookie.salt, ip, addr):
+            return
+        events.append(self._open(cookie, ip, port, addr, now))
+
+    def _same_attempt(self, slot: int, ip: int, port: int, salt: int) -> bool:
+        s = self.sessions
+        return (int(s[S_IP, slot]) == ip and int(s[S_PORT, slot]) == port
+                and int(s[S_SALT, slot]) & (2**64 - 1) == salt)
+
+    def _refused(self, s2c_key: bytes, salt: int, ip: int, addr: Address) -> bool:
+        """Deny (tagged, 33 bytes: never more than the 256 received) when shutting down,
+        full, or over the address's session limit; True if denied."""
         if not self.accepting:
-            self._deny(payload, addr, DENY_SHUTTING_DOWN)
-            return
-        if not self._free:
+            self.drops[D.SHUTTING_DOWN] += 1
+            reason = DENY_SHUTTING_DOWN
+        elif not self._free:
             self.drops[D.SERVER_FULL] += 1
-            self._deny(payload, addr, DENY_SERVER_FULL)
-            return
+            reason = DENY_SERVER_FULL
+        elif (0 < self.security.max_sessions_per_address <= self._per_ip.get(ip, 0)
+              and ip >> 24 != LOOPBACK_NET):  # the host's own bots: as net.decode
+            self.drops[D.ADDRESS_LIMIT] += 1
+            reason = DENY_ADDRESS_LIMIT
+        else:
+            return False
+        packet = pack_header(CONNECT_DENY, 0, 0) + CONNECT_DENY_BODY.pack(salt, reason)
+        self._replies.append((sign(packet, s2c_key), addr))
+        return True
+
+    def _open(self, cookie: Cookie, ip: int, port: int, addr: Address, now: int) -> PlayerJoined:
         slot = heapq.heappop(self._free)
         sid = session_id(slot, self._rng.randrange(1, 65536))
         s = self.sessions
         s[:, slot] = 0
+        self.replay[slot] = 0
         s[S_STATE, slot] = CONNECTED
         s[S_ID, slot] = sid
         s[S_IP, slot] = ip
         s[S_PORT, slot] = port
         s[S_LAST_HEARD, slot] = now
         s[S_JOINED, slot] = now
-        s[S_SALT, slot] = salt - (1 << 64) if salt >= 1 << 63 else salt  # u64 bits in an int64
+        s[S_SALT, slot] = _bits(cookie.salt)
+        s[S_CLIENT_ID, slot] = _bits(cookie.client_id)
+        s[S_C2S_K0, slot], s[S_C2S_K1, slot] = key_words(cookie.c2s_key)
+        s[S_S2C_K0, slot], s[S_S2C_K1, slot] = key_words(cookie.s2c_key)
+        self._s2c[slot] = cookie.s2c_key
         reset_client(self.ring, slot)
-        self.names[slot] = name or f"player-{slot}"
+        self.names[slot] = cookie.name or f"player-{slot}"
         self.addresses[slot] = addr
-        self._by_salt[(ip, port, salt)] = slot
+        self._by_client[cookie.client_id] = slot
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+        self.gate.remember(cookie.token_id, ip, port, cookie.expire)
         self.world.join(slot)
-        self.accepted[1] += 1
         self._answered.add(slot)
-        self._accept(slot, salt, addr)
-        events.append(PlayerJoined(slot, sid, self.names[slot], addr))
+        self._accept(slot, cookie.salt, addr)
+        return PlayerJoined(slot, sid, self.names[slot], addr)
 
     def _accept(self, slot: int, salt: int, addr: Address) -> None:
         rules, kr = self.world.rules, self.world.kr
@@ -204,22 +284,22 @@ class ServerProtocol:
             salt, slot, int(round(self.tick_rate)), int(round(self.snapshot_rate)), 0,
             rules.world_width, rules.world_height, rules.dig_radius, rules.reveal_radius,
             kr.dig_ticks, self.world.tick & 0xFFFFFFFF, int(self.limits.session_timeout * 1000))
-        self._replies.append(
-            (pack_header(CONNECT_ACCEPT, int(self.sessions[S_ID, slot]), 0) + body, addr))
-
-    def _deny(self, request: bytes, addr: Address, reason: int) -> None:
-        salt = int.from_bytes(request[HEADER_SIZE:HEADER_SIZE + 8], "little")
-        self._replies.append(
-            (pack_header(CONNECT_DENY, 0, 0) + CONNECT_DENY_BODY.pack(salt, reason), addr))
+        packet = pack_header(CONNECT_ACCEPT, int(self.sessions[S_ID, slot]), 0) + body
+        self._replies.append((sign(packet, self._s2c[slot]), addr))
 
     def _close(self, slot: int, reason: str, notify: bool, code: int = 0) -> PlayerLeft:
         s = self.sessions
         if notify and self.addresses[slot] is not None:
             seq = int(s[S_TX_SEQ, slot]) + 1
             packet = pack_header(DISCONNECT, int(s[S_ID, slot]), seq) + DISCONNECT_BODY.pack(code)
-            self._replies.append((packet, self.addresses[slot]))
-        ip, port, salt = int(s[S_IP, slot]), int(s[S_PORT, slot]), int(s[S_SALT, slot]) & (2**64 - 1)
-        self._by_salt.pop((ip, port, salt), None)
+            self._replies.append((sign(packet, self._s2c[slot]), self.addresses[slot]))
+        ip = int(s[S_IP, slot])
+        self._by_client.pop(int(s[S_CLIENT_ID, slot]) & (2**64 - 1), None)
+        left = self._per_ip.pop(ip, 1) - 1
+        if left:
+            self._per_ip[ip] = left
+        self._s2c[slot] = b""
+        self.replay[slot] = 0
         s[:, slot] = 0
         s[S_STATE, slot] = FREE
         reset_client(self.ring, slot)
@@ -278,7 +358,7 @@ class ServerProtocol:
             yield view[off[j]:off[j + 1]], addrs[slots[j]]
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
-        """Control replies (accept, deny, disconnect) queued since the last call."""
+        """Control replies (challenge, accept, deny, disconnect) queued since the last call."""
         replies, self._replies = self._replies, []
         return replies
 
@@ -287,9 +367,18 @@ class ServerProtocol:
     def connected_count(self) -> int:
         return int(np.count_nonzero(self.sessions[S_STATE] == CONNECTED))
 
+    def client_id(self, slot: int) -> int:
+        """The connect token's client id of the session in `slot`."""
+        return int(self.sessions[S_CLIENT_ID, slot]) & (2**64 - 1)
+
     def snapshot_ack(self, slot: int) -> int:
         """Newest snapshot tick the client in `slot` acknowledged (its delta baseline)."""
         return int(self.sessions[S_SNAPSHOT_ACK, slot])
 
     def last_rx_sequence(self, slot: int) -> int:
         return int(self.sessions[S_LAST_RX_SEQ, slot])
+
+
+def _bits(u64: int) -> int:
+    """A u64 as the int64 with the same bits (the session table is int64)."""
+    return u64 - (1 << 64) if u64 >= 1 << 63 else u64

@@ -1,7 +1,7 @@
 """Per-client snapshots, written by one kernel into one preallocated send buffer.
 
-For every session due a snapshot this tick: the 16-byte header, then one msgpack map
-(docs/PROTOCOL.md, "SNAPSHOT"). Players and treasures in view come from the world's grids
+For every session due a snapshot this tick: the 16-byte header, one msgpack map
+(docs/PROTOCOL.md, "SNAPSHOT") and the session's 8-byte tag. Players and treasures in view come from the world's grids
 (net.aoi: with hysteresis at the edge, the nearest kept when over the cap, in grid scan
 order). When the client has acked a snapshot still in its ring (net.snapshot_ring), only
 the difference is sent (net.delta); otherwise a full snapshot. Sizes are bounded by
@@ -19,10 +19,12 @@ from net.delta import (MOVED, REMOVED, TURNED, diff_players, diff_treasures, ful
                        quantize_players, quantize_treasures)
 from net.header import put_header
 from net.msgpack_out import put_array, put_int, put_key, put_map, put_uint
-from net.sessions import CONNECTED, S_ID, S_IP, S_PORT, S_SNAPSHOT_ACK, S_STATE, S_TX_SEQ
+from net.sessions import (CONNECTED, S_ID, S_IP, S_PORT, S_S2C_K0, S_S2C_K1, S_SNAPSHOT_ACK,
+                          S_STATE, S_TX_SEQ)
 from net.snapshot_ring import (E_ID, E_QX, E_QY, E_VX, E_VY, PLAYER_FIELDS, TREASURE_FIELDS,
                                V_BIAS, find_baseline)
-from net.wire import MAX_DATAGRAM, SNAPSHOT
+from net.tag import put_tag
+from net.wire import MAX_DATAGRAM, SNAPSHOT, TAG_SIZE
 from sim.jit import kernel
 from sim.schema import (BURIED, CLAIM_HEAD, CLAIM_RING, CR_SLOT, CR_TICK, CR_TREASURE,
                         CR_VALUE, CR_X, CR_Y, HUNT_ID, HUNT_START, LAST_HUNT_END, LB_SCORE,
@@ -341,9 +343,10 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
             for r in range(n_final):
                 pos = put_uint(out, pos, final_board[r, LB_SLOT])
                 pos = put_uint(out, pos, final_board[r, LB_SCORE])
-        if pos - start > MAX_DATAGRAM:  # unreachable while NetLimits.validate holds
+        if pos + TAG_SIZE - start > MAX_DATAGRAM:  # unreachable while NetLimits.validate holds
             pos = start
             continue
+        pos = put_tag(out, start, pos - start, sessions[S_S2C_K0, s], sessions[S_S2C_K1, s])
         sessions[S_TX_SEQ, s] = seq
         remember(r_tick, r_count, r_np, r_nt, r_players, r_treasures, s, tick, p_state,
                  n_p, t_state, n_t)

@@ -161,6 +161,8 @@ def run_bench(spec: BenchSpec, progress: Callable[[str], None] = lambda _: None,
     procs: list[_Proc] = []
     try:
         tables = bench_config(spec)
+        key_path = os.path.join(wd, "xmarks.key")  # made by the first start, 0600
+        tables["security"]["key_file"] = key_path
         config_path = os.path.join(wd, "bench.toml")
         with open(config_path, "w") as f:
             f.write(to_toml(tables))
@@ -194,6 +196,7 @@ def run_bench(spec: BenchSpec, progress: Callable[[str], None] = lambda _: None,
                            "--duration", f"{warmup + duration + _tail_s(spec):g}",
                            "--warmup", f"{warmup:g}", "--seed", str(spec.seed), "--io", spec.io,
                            "--connect-rate", f"{spec.connect_rate:g}", "--json",
+                           "--key-file", key_path,
                            "--ready-file", paths["bots_ready"]]
         progress(f"starting {spec.players} bots")
         bots = _Proc("bots", bots_args, wd, cpu_bots)

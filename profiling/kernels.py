@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import time
 from dataclasses import replace
@@ -24,7 +25,10 @@ import numpy as np
 from net.batch import DatagramBatch
 from net.client import ClientProtocol
 from net.limits import NetLimits
+from net.loopback import connect_in_memory
+from net.security import SecuritySettings
 from net.server import ServerProtocol
+from net.token import issue_token
 from sim.rules import GameRules
 from sim.world import new_world
 from tick.warmup import warm_up
@@ -46,15 +50,19 @@ def measure(players: int, ticks: int, tick_rate: float = 20.0, seed: int = 1,
     limits = replace(NetLimits(), rx_batch=players, session_timeout=3600.0)
     warm_up(rules, limits, tick_rate)
     world = new_world(rules, tick_rate)
-    proto = ServerProtocol(world, limits, tick_rate, random.Random(seed))
+    key, server = os.urandom(32), ("127.0.0.1", 7777)
+    # every player shares 127.0.x.1 and they all join at t = 0: no per-address limits
+    security = SecuritySettings(connect_rate=0.0, connect_rate_per_address=0.0,
+                                max_sessions_per_address=0, packet_rate=0.0)
+    proto = ServerProtocol(world, limits, tick_rate, random.Random(seed), key=key,
+                           address=server, security=security, unix_origin_ms=10**12)
     clients = []
     for i in range(players):
-        client = ClientProtocol(name=f"p{i}", salt=i + 1)
+        client = ClientProtocol(issue_token(key, i + 1, [server], f"p{i}", 10**9, 3600),
+                                salt=i + 1)
         addr = (f"127.0.{i // 50000}.1", 10000 + i % 50000)
-        proto.receive_datagram(client.connect(0.0), addr, 0)
+        connect_in_memory(proto, client, addr)
         clients.append((client, addr))
-    for data, addr in proto.datagrams_to_send():
-        clients[int.from_bytes(data[24:26], "little")][0].receive(data, 0.0)
     rng = random.Random(seed)
     batch = DatagramBatch.allocate(players)
     ip = [int.from_bytes(bytes(map(int, a[0].split("."))), "big") for _, a in clients]

@@ -30,33 +30,80 @@ class NetKit:
         base.update(overrides)
         return GameRules(**base)
 
-    @classmethod
-    def server(cls, tick_rate: float = 20.0, limits=None, seed: int = 1, **rules):
-        """A fresh ServerProtocol over a fresh small world (session-id nonces seeded)."""
-        import random
+    #: The token key of every test server, the address its tokens name, and the unix time
+    #: (ms) at now = 0: tokens are issued at UNIX_S and live TOKEN_LIFETIME seconds.
+    KEY = bytes(range(32))
+    ADDRESS = ("192.0.2.1", 7777)
+    UNIX_S = 1_800_000_000
+    TOKEN_LIFETIME = 3600
 
+    @classmethod
+    def server(cls, tick_rate: float = 20.0, limits=None, seed: int = 1, security=None,
+               **rules):
+        """A fresh ServerProtocol over a fresh small world (session-id nonces and the
+        cookie key fixed), taking tokens issued with KEY for ADDRESS."""
         from net.limits import NetLimits
-        from net.server import ServerProtocol
         from sim.world import new_world
         world = new_world(cls.rules(**rules), tick_rate)
-        return ServerProtocol(world, limits or NetLimits(), tick_rate, random.Random(seed))
+        return cls.server_for(world, limits or NetLimits(), tick_rate, seed=seed,
+                              security=security)
+
+    @classmethod
+    def server_for(cls, world, limits, tick_rate: float, snapshot_every: int = 1,
+                   seed: int = 1, security=None):
+        """A ServerProtocol over `world` with the test key, address, clock and cookie key.
+        Without `security`, handshakes are not rate limited (tests open many sessions
+        from one address at one instant); pass SecuritySettings() for the defaults."""
+        import random
+
+        from net.security import SecuritySettings
+        from net.server import ServerProtocol
+        security = security or SecuritySettings(connect_rate=0.0, connect_rate_per_address=0.0,
+                                                max_sessions_per_address=0)
+        return ServerProtocol(world, limits, tick_rate, random.Random(seed),
+                              snapshot_every=snapshot_every, key=cls.KEY, address=cls.ADDRESS,
+                              security=security, unix_origin_ms=cls.UNIX_S * 1000,
+                              cookie_key=bytes(32))
+
+    _next_id = [0]
+
+    @classmethod
+    def token(cls, name: str = "player", client_id: int | None = None, **kw):
+        """A connect token for the test server (a fresh client id unless given)."""
+        from net.token import issue_token
+        if client_id is None:
+            cls._next_id[0] += 1
+            client_id = cls._next_id[0]
+        args = dict(servers=[cls.ADDRESS], now=cls.UNIX_S, lifetime=cls.TOKEN_LIFETIME)
+        args.update(kw)
+        return issue_token(cls.KEY, client_id, args.pop("servers"), name, args.pop("now"),
+                           args.pop("lifetime"), **args)
+
+    @classmethod
+    def client(cls, name: str = "player", salt: int | None = None, token=None, **kw):
+        """A ClientProtocol holding a fresh token for the test server (or `token`).
+        ClientProtocol's timer settings pass through; other keywords go to token()."""
+        from net.client import ClientProtocol
+        timers = {k: kw.pop(k) for k in ("resend_interval", "connect_timeout",
+                                          "keepalive_interval") if k in kw}
+        token = token or cls.token(name, **kw)
+        if salt is not None:
+            timers["salt"] = salt
+        return ClientProtocol(token, **timers)
 
     @classmethod
     def connect(cls, proto, client, addr, ms: int = 0) -> list:
-        """Run one connect handshake; return the client's events (Connected on success)."""
-        proto.receive_datagram(client.connect(cls.sec(ms)), addr, cls.ns(ms))
-        events = []
-        for data, to in proto.datagrams_to_send():
-            assert to == addr
-            events += client.receive(data, cls.sec(ms))
-        return events
+        """Run the whole handshake (request, challenge, response, accept) at `ms`; return
+        the client's events (Connected on success)."""
+        from net.loopback import connect_in_memory
+        return connect_in_memory(proto, client, addr, cls.ns(ms))
 
     @staticmethod
     def state(proto) -> tuple:
         """Everything a dropped datagram must leave unchanged: sessions, players, replies."""
         w = proto.world
         return (proto.sessions.tobytes(), w.pf.tobytes(), w.pi.tobytes(),
-                tuple(proto.names), tuple(proto.addresses), dict(proto._by_salt),
+                tuple(proto.names), tuple(proto.addresses), dict(proto._by_client),
                 sorted(proto._free), len(proto._replies), proto.accepting)
 
     @staticmethod
@@ -67,8 +114,9 @@ class NetKit:
         assert len(proto._free) == len(set(proto._free)), "a slot is free twice"
         assert set(proto._free).isdisjoint(connected)
         assert len(proto._free) + len(connected) == proto.capacity
-        assert len(proto._by_salt) == len(connected)
-        assert set(proto._by_salt.values()) == connected
+        assert len(proto._by_client) == len(connected)
+        assert set(proto._by_client.values()) == connected
+        assert sum(proto._per_ip.values()) == len(connected)
         assert proto.world.alive_count() == len(connected)
 
 

@@ -15,15 +15,13 @@ a ServerProtocol and a ReferenceEncoder side by side for the tests.
 from __future__ import annotations
 
 import math
-import random
 from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import NamedTuple
 
-from net.client import ClientProtocol
+from tests.conftest import NetKit
 from net.limits import NetLimits
-from net.server import ServerProtocol
 from net.sessions import CONNECTED, S_ID, S_SNAPSHOT_ACK, S_STATE
 from sim import schema as S
 from sim.grid import build_grid
@@ -388,22 +386,19 @@ class Rig:
             base["max_players"] = sessions
         self.limits = limits or NetLimits()
         self.world = new_world(GameRules(**base), tick_rate)
-        self.proto = ServerProtocol(self.world, self.limits, tick_rate, random.Random(1),
-                                    snapshot_every=snapshot_every)
+        self.proto = NetKit.server_for(self.world, self.limits, tick_rate,
+                                       snapshot_every=snapshot_every)
         self.ref = ReferenceEncoder(Caps.of(self.limits, self.world.rules, tick_rate,
                                             snapshot_every), self.limits.snapshot_ring)
         self.clients = {}
         for i in range(sessions):
-            self.connect(ClientProtocol(name=f"c{i}", salt=i + 1), (f"10.{i // 250}.{i % 250}.1",
-                                                                   3000 + i))
+            self.connect(NetKit.client(f"c{i}", salt=i + 1), (f"10.{i // 250}.{i % 250}.1",
+                                                              3000 + i))
         self.proto.datagrams_to_send()
 
     def connect(self, client, addr) -> int:
         """Open a session for `client` from `addr`; return its slot."""
-        self.proto.receive_datagram(client.connect(0.0), addr, 0)
-        for data, to in self.proto.datagrams_to_send():
-            if to == addr:
-                client.receive(data, 0.0)
+        NetKit.connect(self.proto, client, addr)
         assert client.info is not None
         self.clients[client.info.slot] = client
         return client.info.slot

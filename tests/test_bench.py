@@ -337,7 +337,7 @@ def test_stats_window_on_a_server(tmp_path, by_signal):
     config = ServerConfig(rules=GameRules(max_players=8, world_width=512.0, world_height=512.0,
                                           treasure_count=4),
                           rates=TickRates(tick_rate=50.0, status_every=0.0), port=0)
-    server = GameServer(config)
+    server = GameServer(config, key=NetKit.KEY)
     server.warm_up()  # on a fresh clone the first tick would compile for seconds
     path = tmp_path / "stats.json"
     window = S.StatsWindow(server, str(path), after_s=None if by_signal else 0.1, for_s=0.2,
@@ -375,6 +375,7 @@ def test_a_window_that_never_opened_writes_nothing(tmp_path):
 # ---- the command line -------------------------------------------------------------------------
 
 from tests.test_cli import run as run_cli  # noqa: E402  main() with argv, one helper
+from tests.conftest import NetKit
 
 
 @pytest.mark.parametrize("args,words", [

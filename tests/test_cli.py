@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from net.keys import create_key_file
 
 ERROR_PREFIX = "xmarks: error:"
 
@@ -235,15 +236,26 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def test_bots_exit_1_when_nobody_answers():
+def test_bots_exit_1_when_nobody_answers(tmp_path):
     port = free_udp_port()  # nothing listens there
+    create_key_file(tmp_path / "k")
     proc = subprocess.run(xmarks_command() + ["bots", "--server", f"127.0.0.1:{port}",
-                                              "--count", "2", "--duration", "0.6", "--json"],
+                                              "--count", "2", "--duration", "0.6", "--json",
+                                              "--key-file", str(tmp_path / "k")],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1, proc.stderr
     report = json.loads(proc.stdout)
     assert report["connected"] == 0 and report["bots"] == 2
     assert "Traceback" not in proc.stderr
+
+
+def test_bots_without_a_key_file_is_a_usage_error(tmp_path):
+    proc = subprocess.run(xmarks_command() + ["bots", "--server", "127.0.0.1:7777",
+                                              "--key-file", str(tmp_path / "missing")],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("xmarks: error: --key-file") and "missing" in line
 
 
 # Regressions: a bad --host failed only at bind time (exit 1), and serve logged an INFO line

@@ -11,6 +11,7 @@ from net.udp import UdpEndpoint
 from net.wire import CONNECT_REQUEST, HEADER_SIZE, INPUT, pack_header
 from tests.test_e2e_loopback import MIN_RATE_FRACTION, TICK_RATE, running_server  # noqa: F401
 from tick.swarm import Swarm
+from tests.conftest import NetKit
 
 
 def garbage(rng: random.Random) -> bytes:
@@ -48,7 +49,7 @@ def test_flood_of_garbage_is_counted_and_play_goes_on(running_server):  # noqa: 
     before = tracemalloc.get_traced_memory()[0]
     attacker = threading.Thread(target=flood, daemon=True)
     attacker.start()
-    report = Swarm(server.address, 6, seed=4, rate=TICK_RATE).run(3.0)
+    report = Swarm(server.address, 6, seed=4, rate=TICK_RATE, key=NetKit.KEY).run(3.0)
     done.set()
     attacker.join(timeout=5)
     deadline = time.monotonic() + 3

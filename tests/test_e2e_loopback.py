@@ -27,6 +27,7 @@ from tick.config import ServerConfig
 from tick.rates import TickRates
 from tick.server import GameServer
 from tick.swarm import Swarm
+from tests.conftest import NetKit
 
 TICK_RATE = 20.0
 # Bots must see >= 90% of the tick rate on an idle machine. This is a shared 2-core box
@@ -49,7 +50,7 @@ def running_server():
     """A GameServer on 127.0.0.1:<ephemeral> in a thread; yields (server, thread)."""
     config = ServerConfig(rules=SMALL_DENSE, rates=TickRates(tick_rate=TICK_RATE,
                                                              status_every=0))
-    server = GameServer(config, endpoint=UdpEndpoint("127.0.0.1", 0))
+    server = GameServer(config, endpoint=UdpEndpoint("127.0.0.1", 0), key=NetKit.KEY)
     server.warm_up()
     thread = threading.Thread(target=server.run, name="xmarks-server", daemon=True)
     thread.start()
@@ -62,7 +63,7 @@ def running_server():
 def test_swarm_hunts_then_server_stops_and_tells_every_bot(running_server):
     server, thread = running_server
     assert server.address[0] == "127.0.0.1" and server.address[1] > 0
-    swarm = Swarm(server.address, 10, seed=1, rate=TICK_RATE)
+    swarm = Swarm(server.address, 10, seed=1, rate=TICK_RATE, key=NetKit.KEY)
     hunt_for = 4.0
     stopper = threading.Timer(hunt_for, server.stop)
     stopper.start()
@@ -95,7 +96,7 @@ def test_swarm_hunts_then_server_stops_and_tells_every_bot(running_server):
 
 def test_bots_that_leave_free_their_slots(running_server):
     server, _thread = running_server
-    report = Swarm(server.address, 5, seed=2, rate=TICK_RATE).run(1.5)
+    report = Swarm(server.address, 5, seed=2, rate=TICK_RATE, key=NetKit.KEY).run(1.5)
     assert report.connected == 5 and report.errors == 0
     deadline = time.monotonic() + 3
     while server.protocol.connected_count() and time.monotonic() < deadline:
@@ -134,7 +135,7 @@ def test_cli_serve_and_bots_over_loopback(tmp_path):
         "[tick]\ntick_rate = 20.0\nstatus_every = 0\n")
     serve = subprocess.Popen(
         xmarks_command() + ["serve", "--port", str(port), "--duration", "5",
-                            "--config", str(config)],
+                            "--config", str(config), "--key-file", str(tmp_path / "k")],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=clean_env())
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=read_lines, args=(serve.stderr, lines), daemon=True)
@@ -150,7 +151,7 @@ def test_cli_serve_and_bots_over_loopback(tmp_path):
 
         bots = subprocess.run(
             xmarks_command() + ["bots", "--server", f"127.0.0.1:{port}", "--count", "5",
-                                "--duration", "2.5", "--json"],
+                                "--duration", "2.5", "--json", "--key-file", str(tmp_path / "k")],
             capture_output=True, text=True, timeout=30, env=clean_env())
         assert bots.returncode == 0, bots.stderr
         report = json.loads(bots.stdout)

@@ -11,13 +11,17 @@ import pytest
 from net import drops as D
 from net.address import ip_to_int
 from net.batch import DatagramBatch
-from net.client import (CLOSED, CONNECTED, CONNECTING, DENIED, ClientProtocol, Connected,
+from net.client import (CLOSED, CONNECTED, CONNECTING, DENIED, Connected,
                         Denied, Disconnected, Snapshot)
 from net.events import PlayerJoined, PlayerLeft
 from net.limits import NetLimits
 from net.sessions import S_LAST_HEARD, S_LAST_RX_SEQ, S_STATE, CONNECTED as S_CONNECTED
-from net.wire import (CONNECT_ACCEPT, CONNECT_ACCEPT_BODY, CONNECT_DENY, CONNECT_DENY_BODY,
-                      CONNECT_REQUEST, CONNECT_REQUEST_SIZE, DENY_SERVER_FULL,
+from net.tag import sign
+from net.wire import (CHALLENGE, CHALLENGE_RESPONSE, CHALLENGE_RESPONSE_SIZE, CHALLENGE_SIZE,
+                      CONNECT_ACCEPT, CONNECT_ACCEPT_BODY, CONNECT_ACCEPT_SIZE, CONNECT_DENY,
+                      CONNECT_DENY_BODY, CONNECT_DENY_SIZE, CONNECT_REQUEST,
+                      CONNECT_REQUEST_SIZE, DENY_SERVER_FULL, DISCONNECT_SIZE, KEEPALIVE_SIZE,
+                      TAG_SIZE, VERSION_DENY_SIZE,
                       DENY_SHUTTING_DOWN, DENY_VERSION, DISCONNECT, DISCONNECT_BODY,
                       DISCONNECT_CLIENT_QUIT, DISCONNECT_KICKED, DISCONNECT_SERVER_SHUTDOWN,
                       DISCONNECT_TIMED_OUT, HEADER_SIZE, INPUT, INPUT_PREFIX, INPUT_RECORD,
@@ -65,17 +69,38 @@ def drop_counts(proto_or_client):
 
 # ---- connect ------------------------------------------------------------------------
 
+def challenge_of(proto, client, addr, ms=0):
+    """Send the client's request; return (the CHALLENGE, the request). No state yet."""
+    request = client.connect(sec(ms))
+    assert proto.receive_datagram(request, addr, ns(ms)) == []
+    (challenge, to), = proto.datagrams_to_send()
+    assert to == addr and unpack_header(challenge).type == CHALLENGE
+    return challenge, request
+
+
+def respond(proto, client, addr, challenge, ms=0):
+    """Hand the CHALLENGE to the client; send its response; return (server events, response)."""
+    assert client.receive(challenge, sec(ms)) == []
+    (response,), events = client.poll(sec(ms))
+    assert events == [] and unpack_header(response).type == CHALLENGE_RESPONSE
+    return proto.receive_datagram(response, addr, ns(ms)), response
+
+
 def test_connect_accept_carries_the_servers_settings(netkit):
     limits = NetLimits(session_timeout=3.5)
     proto = netkit.server(limits=limits, tick_rate=30.0, world_width=600.0, world_height=400.0,
                           dig_radius=20.0, reveal_radius=80.0, dig_time=0.5)
     for _ in range(7):
         proto.world.step()
-    client = ClientProtocol(name="alice", salt=0x1234_5678_9ABC_DEF1)
-    request = client.connect(sec(0))
+    client = netkit.client("alice", salt=0x1234_5678_9ABC_DEF1)
+    before = netkit.state(proto)
+    challenge, request = challenge_of(proto, client, A)
     assert len(request) == CONNECT_REQUEST_SIZE and client.state == CONNECTING
+    assert len(challenge) == CHALLENGE_SIZE <= len(request)
+    assert netkit.state(proto)[:-1] == before[:-1]  # nothing kept for an unproven address
 
-    events = proto.receive_datagram(request, A, ns(0))
+    events, response = respond(proto, client, A, challenge)
+    assert len(response) == CHALLENGE_RESPONSE_SIZE
     assert len(events) == 1 and isinstance(events[0], PlayerJoined)
     joined = events[0]
     assert (joined.slot, joined.name, joined.address) == (0, "alice", A)
@@ -85,7 +110,7 @@ def test_connect_accept_carries_the_servers_settings(netkit):
     assert len(replies) == 1
     accept, to = replies[0]
     assert to == A
-    assert len(accept) == HEADER_SIZE + CONNECT_ACCEPT_BODY.size <= len(request)
+    assert len(accept) == CONNECT_ACCEPT_SIZE <= len(response)
     header = unpack_header(accept)
     assert header.type == CONNECT_ACCEPT and header.session_id == joined.session_id
     assert header.sequence == 0 and header.version == VERSION
@@ -102,7 +127,8 @@ def test_connect_accept_carries_the_servers_settings(netkit):
     assert info.session_timeout == pytest.approx(3.5)
 
     assert proto.connected_count() == 1 and proto.world.alive_count() == 1
-    assert proto.accepted[CONNECT_REQUEST] == 1
+    assert proto.accepted[CONNECT_REQUEST] == 0  # counted as sessions opened, below
+    assert proto.client_id(0) == client.token.client_id
     assert proto.names[0] == "alice" and proto.addresses[0] == A
     assert not proto.drops.any() and not client.drops.any()
     netkit.check_invariants(proto)
@@ -110,22 +136,36 @@ def test_connect_accept_carries_the_servers_settings(netkit):
 
 def test_empty_name_gets_a_default(netkit):
     proto = netkit.server()
-    events = proto.receive_datagram(ClientProtocol(name="", salt=9).connect(0.0), A, 0)
+    client = netkit.client("", salt=9)
+    challenge, _ = challenge_of(proto, client, A)
+    events, _ = respond(proto, client, A, challenge)
     assert events[0].name == "player-0"
 
 
-def test_lost_accept_then_resent_request_gets_the_same_accept_and_no_second_session(netkit):
+def test_the_client_resends_its_request_until_challenged_then_its_response(netkit):
     proto = netkit.server()
-    client = ClientProtocol(name="bob", salt=77, resend_interval=0.25)
-    first = client.connect(sec(0))
-    assert len(proto.receive_datagram(first, A, ns(0))) == 1
+    client = netkit.client("bob", salt=77, resend_interval=0.25)
+    request = client.connect(sec(0))
+    assert client.poll(sec(100)) == ([], [])  # too early to resend
+    assert client.poll(sec(250)) == ([request], [])  # the very same request
+    proto.receive_datagram(request, A, ns(250))
+    (challenge, _), = proto.datagrams_to_send()
+    assert client.receive(challenge, sec(260)) == []
+    (response,), _ = client.poll(sec(260))  # at once
+    assert client.poll(sec(400)) == ([], [])
+    assert client.poll(sec(510)) == ([response], [])  # resent, unchanged
+
+
+def test_lost_accept_then_resent_response_gets_the_same_accept_and_no_second_session(netkit):
+    proto = netkit.server()
+    client = netkit.client("bob", salt=77, resend_interval=0.25)
+    challenge, _ = challenge_of(proto, client, A)
+    events, response = respond(proto, client, A, challenge)
+    assert len(events) == 1
     (lost, _), = proto.datagrams_to_send()  # the accept is lost on the way
 
-    out, events = client.poll(sec(100))
-    assert out == [] and events == []  # too early to resend
-    out, events = client.poll(sec(250))
-    assert events == [] and out == [first]  # the resend is the very same request
-
+    out, _ = client.poll(sec(250))
+    assert out == [response]
     heard = int(proto.sessions[S_LAST_HEARD, 0])
     assert proto.receive_datagram(out[0], A, ns(250)) == []  # no second PlayerJoined
     assert int(proto.sessions[S_LAST_HEARD, 0]) == heard  # a resend does not refresh it
@@ -143,14 +183,14 @@ def test_lost_accept_then_resent_request_gets_the_same_accept_and_no_second_sess
     netkit.check_invariants(proto)
 
 
-def test_resent_request_after_ticks_names_the_same_session(netkit):
+def test_resent_response_after_ticks_names_the_same_session(netkit):
     proto = netkit.server()
-    client = ClientProtocol(name="bob", salt=77)
-    request = client.connect(0.0)
-    proto.receive_datagram(request, A, 0)
+    client = netkit.client("bob", salt=77)
+    challenge, _ = challenge_of(proto, client, A)
+    _, response = respond(proto, client, A, challenge)
     (a1, _), = proto.datagrams_to_send()
     proto.world.step()
-    proto.receive_datagram(request, A, ns(50))
+    proto.receive_datagram(response, A, ns(50))
     (a2, _), = proto.datagrams_to_send()
     f1 = CONNECT_ACCEPT_BODY.unpack_from(a1, HEADER_SIZE)
     f2 = CONNECT_ACCEPT_BODY.unpack_from(a2, HEADER_SIZE)
@@ -159,20 +199,30 @@ def test_resent_request_after_ticks_names_the_same_session(netkit):
     assert proto.connected_count() == 1
 
 
-def test_same_salt_from_another_address_is_another_session(netkit):
+def test_a_late_request_of_a_connected_client_gets_no_answer(netkit):
     proto = netkit.server()
-    request = ClientProtocol(name="x", salt=5).connect(0.0)
-    assert len(proto.receive_datagram(request, A, 0)) == 1
-    assert len(proto.receive_datagram(request, B, 0)) == 1
+    client = netkit.client("bob", salt=77)
+    challenge, request = challenge_of(proto, client, A)
+    respond(proto, client, A, challenge)
+    proto.datagrams_to_send()
+    assert proto.receive_datagram(request, A, ns(10)) == []
+    assert proto.datagrams_to_send() == []
+    assert drop_counts(proto) == {"duplicate_connect": 1}
+
+
+def test_same_salt_from_another_address_with_its_own_token_is_another_session(netkit):
+    proto = netkit.server()
+    assert isinstance(netkit.connect(proto, netkit.client("x", salt=5), A)[0], Connected)
+    assert isinstance(netkit.connect(proto, netkit.client("y", salt=5), B)[0], Connected)
     assert proto.connected_count() == 2
     netkit.check_invariants(proto)
 
 
 # ---- play ---------------------------------------------------------------------------
 
-def connected_pair(netkit, name="p", salt=11, addr=A, **rules):
-    proto = netkit.server(**rules)
-    client = ClientProtocol(name=name, salt=salt)
+def connected_pair(netkit, name="p", salt=11, addr=A, proto=None, **rules):
+    proto = proto or netkit.server(**rules)
+    client = netkit.client(name, salt=salt)
     (event,) = netkit.connect(proto, client, addr, 0)
     assert isinstance(event, Connected)
     return proto, client
@@ -224,7 +274,7 @@ def test_input_minus_128_is_clamped_to_minus_127(netkit):
     proto, client = connected_pair(netkit)
     packet = bytearray(client.input(0, 0, False, 0.05))
     packet[HEADER_SIZE + INPUT_PREFIX.size + 4] = 0x80  # move x = -128 on the wire
-    proto.receive_datagram(bytes(packet), A, ns(50))
+    proto.receive_datagram(sign(bytes(packet[:-TAG_SIZE]), client.token.c2s_key), A, ns(50))
     assert proto.world.pi[S.P_MOVE_X, 0] == -127
 
 
@@ -235,7 +285,7 @@ def test_each_input_packet_repeats_the_three_previous_inputs_newest_first(netkit
         packet = client.input(n, -n, n % 2 == 0, sec(50 * n))
         _ack, count = INPUT_PREFIX.unpack_from(packet, HEADER_SIZE)
         assert count == min(n, 4)
-        assert len(packet) == HEADER_SIZE + INPUT_PREFIX.size + count * INPUT_RECORD.size
+        assert len(packet) == HEADER_SIZE + INPUT_PREFIX.size + count * INPUT_RECORD.size + TAG_SIZE
         records = [INPUT_RECORD.unpack_from(packet, HEADER_SIZE + INPUT_PREFIX.size + 8 * k)
                    for k in range(count)]
         assert [r[0] for r in records] == list(range(n, n - count, -1))
@@ -256,13 +306,17 @@ def test_lost_and_late_and_duplicate_inputs(netkit):
     assert pi[S.P_INPUT_SEQ, 0] == 3 and pi[S.P_MOVE_X, 0] == 30 and pi[S.P_DIG, 0] == 1
     assert proto.last_rx_sequence(0) == 3
 
+    ack = proto.snapshot_ack(0)
+    proto.receive_datagram(p2, A, ns(160))  # late but inside the replay window: accepted,
+    assert pi[S.P_INPUT_SEQ, 0] == 3 and pi[S.P_MOVE_X, 0] == 30  # its input is older
+    assert proto.snapshot_ack(0) == ack and proto.last_rx_sequence(0) == 3
     before = netkit.state(proto)
-    proto.receive_datagram(p2, A, ns(160))  # late: older than the newest packet
     proto.receive_datagram(p3, A, ns(170))  # duplicated by the network
     proto.receive_datagram(p1, A, ns(180))
-    assert drop_counts(proto) == {"stale_sequence": 3}
+    proto.receive_datagram(p2, A, ns(190))
+    assert drop_counts(proto) == {"replayed": 3}
     assert netkit.state(proto) == before  # not even "last heard" moved
-    assert proto.accepted[INPUT] == 2
+    assert proto.accepted[INPUT] == 3
 
 
 def test_newer_packet_with_an_older_input_keeps_the_newer_input(netkit):
@@ -273,8 +327,8 @@ def test_newer_packet_with_an_older_input_keeps_the_newer_input(netkit):
     newest = client.input(20, 0, False, 0.10)
     proto.receive_datagram(newest, A, ns(100))
     sid = client.info.session_id
-    replay = (pack_header(INPUT, sid, 99) + INPUT_PREFIX.pack(0, 1)
-              + INPUT_RECORD.pack(1, -100, 0, 0))
+    replay = sign(pack_header(INPUT, sid, 99) + INPUT_PREFIX.pack(0, 1)
+                  + INPUT_RECORD.pack(1, -100, 0, 0), client.token.c2s_key)
     proto.receive_datagram(replay, A, ns(110))
     assert proto.world.pi[S.P_INPUT_SEQ, 0] == 2 and proto.world.pi[S.P_MOVE_X, 0] == 20
     assert proto.last_rx_sequence(0) == 99
@@ -289,8 +343,8 @@ def test_ack_echoes_input_seqs_over_the_whole_u32_range(netkit):
         proto.receive_datagram(client.input(1, 0, False, 0.05), A, ns(50))
         (snap,) = tick(proto, {0: client}, 50)[0]
         assert snap.ack == start + 1
-    late = (pack_header(INPUT, client.info.session_id, 10**6) + INPUT_PREFIX.pack(0, 1)
-            + INPUT_RECORD.pack(5, -9, 0, 0))  # an older input seq in a newer packet
+    late = sign(pack_header(INPUT, client.info.session_id, 10**6) + INPUT_PREFIX.pack(0, 1)
+                + INPUT_RECORD.pack(5, -9, 0, 0), client.token.c2s_key)  # an older input seq
     proto.receive_datagram(late, A, ns(60))
     assert proto.world.pi[S.P_MOVE_X, 0] == 1
     (snap,) = tick(proto, {0: client}, 60)[0]
@@ -303,7 +357,7 @@ def test_keepalive_keeps_a_quiet_session_alive(netkit):
         out, events = client.poll(sec(ms))
         assert events == []
         for data in out:
-            assert unpack_header(data).type == KEEPALIVE and len(data) == HEADER_SIZE
+            assert unpack_header(data).type == KEEPALIVE and len(data) == KEEPALIVE_SIZE
             assert proto.receive_datagram(data, A, ns(ms)) == []
         assert proto.expire(ns(ms)) == []
         tick(proto, {0: client}, ms)  # snapshots keep the client's side alive
@@ -332,10 +386,11 @@ def test_silent_session_times_out_and_its_slot_is_reused(netkit):
 
     # its packets are now unknown; the freed slot goes to the next player
     before = netkit.state(proto)
-    proto.receive_datagram(pack_header(KEEPALIVE, client.info.session_id, 1000), A, ns(5002))
+    proto.receive_datagram(sign(pack_header(KEEPALIVE, client.info.session_id, 1000),
+                                client.token.c2s_key), A, ns(5002))
     assert drop_counts(proto) == {"unknown_session": 1}
     assert netkit.state(proto) == before
-    other = ClientProtocol(name="next", salt=99)
+    other = netkit.client("next", salt=99)
     (ev,) = netkit.connect(proto, other, B, 5003)
     assert ev.info.slot == 0 and ev.info.session_id != client.info.session_id
     netkit.check_invariants(proto)
@@ -352,8 +407,8 @@ def test_client_times_out_when_the_server_goes_silent(netkit):
     assert client.input(1, 1, False, sec(9000)) is None
 
 
-def test_connect_times_out_when_nobody_answers():
-    client = ClientProtocol(name="lonely", salt=3, resend_interval=0.5, connect_timeout=2.0)
+def test_connect_times_out_when_nobody_answers(netkit):
+    client = netkit.client("lonely", salt=3, resend_interval=0.5, connect_timeout=2.0)
     sent = [client.connect(0.0)]
     events = []
     for ms in range(100, 2101, 100):
@@ -368,7 +423,7 @@ def test_client_disconnect_frees_the_slot(netkit):
     proto, client = connected_pair(netkit, name="leaver")
     packet = client.disconnect()
     assert client.state == CLOSED and client.disconnect() is None
-    assert len(packet) == HEADER_SIZE + DISCONNECT_BODY.size
+    assert len(packet) == DISCONNECT_SIZE
     assert packet[HEADER_SIZE] == DISCONNECT_CLIENT_QUIT
     events = proto.receive_datagram(packet, A, ns(100))
     assert events == [PlayerLeft(0, "leaver", "quit")]
@@ -380,7 +435,7 @@ def test_client_disconnect_frees_the_slot(netkit):
     # a duplicate of the DISCONNECT is an unknown session now
     assert proto.receive_datagram(packet, A, ns(110)) == []
     assert drop_counts(proto) == {"unknown_session": 1}
-    (ev,) = netkit.connect(proto, ClientProtocol(name="n", salt=8), B, 120)
+    (ev,) = netkit.connect(proto, netkit.client("n", salt=8), B, 120)
     assert ev.info.slot == 0
 
 
@@ -397,24 +452,28 @@ def batch_of(*packets):
 def test_two_disconnects_in_one_batch_close_the_session_once(netkit):
     proto, client = connected_pair(netkit, name="twice")
     first = client.disconnect()
-    again = pack_header(DISCONNECT, client.info.session_id, 50) + DISCONNECT_BODY.pack(1)
+    again = sign(pack_header(DISCONNECT, client.info.session_id, 50) + DISCONNECT_BODY.pack(1),
+                 client.token.c2s_key)
     events = proto.receive_batch(batch_of((first, A), (again, A)), ns(100))
     assert events == [PlayerLeft(0, "twice", "quit")]
     assert drop_counts(proto) == {"unknown_session": 1}  # PROTOCOL.md 9.1
     netkit.check_invariants(proto)
     # the slot is handed out once, and a second newcomer gets another slot, no exception
-    (e1,) = netkit.connect(proto, ClientProtocol(name="b", salt=2), B, 200)
-    (e2,) = netkit.connect(proto, ClientProtocol(name="c", salt=3), C, 200)
+    (e1,) = netkit.connect(proto, netkit.client("b", salt=2), B, 200)
+    (e2,) = netkit.connect(proto, netkit.client("c", salt=3), C, 200)
     assert {e1.info.slot, e2.info.slot} == {0, 1}
 
 
 def test_a_stale_disconnect_in_the_same_batch_does_not_close_the_next_session(netkit):
     proto, client = connected_pair(netkit, name="old")
     first = client.disconnect()
-    again = pack_header(DISCONNECT, client.info.session_id, 50) + DISCONNECT_BODY.pack(1)
-    newcomer = ClientProtocol(name="new", salt=2)
-    events = proto.receive_batch(
-        batch_of((first, A), (newcomer.connect(0.1), B), (again, A)), ns(100))
+    again = sign(pack_header(DISCONNECT, client.info.session_id, 50) + DISCONNECT_BODY.pack(1),
+                 client.token.c2s_key)
+    newcomer = netkit.client("new", salt=2)
+    challenge, _ = challenge_of(proto, newcomer, B, 90)
+    newcomer.receive(challenge, 0.09)
+    (response,), _ = newcomer.poll(0.09)
+    events = proto.receive_batch(batch_of((first, A), (response, B), (again, A)), ns(100))
     assert [type(e) for e in events] == [PlayerLeft, PlayerJoined]
     assert proto.connected_count() == 1 and proto.names[0] == "new"
 
@@ -433,7 +492,7 @@ def test_shutdown_tells_every_client_and_refuses_newcomers(netkit):
     proto = netkit.server()
     clients = {}
     for i, addr in enumerate((A, B, C)):
-        client = ClientProtocol(name=f"c{i}", salt=100 + i)
+        client = netkit.client(f"c{i}", salt=100 + i)
         (ev,) = netkit.connect(proto, client, addr, 0)
         clients[addr] = client
     tick(proto, {c.info.slot: c for c in clients.values()}, 50)  # one snapshot each
@@ -450,11 +509,12 @@ def test_shutdown_tells_every_client_and_refuses_newcomers(netkit):
     assert proto.connected_count() == 0
     netkit.check_invariants(proto)
 
-    late = ClientProtocol(name="late", salt=555)
+    late = netkit.client("late", salt=555)
     request = late.connect(0.2)
     assert proto.receive_datagram(request, A, ns(200)) == []
     (deny, to), = proto.datagrams_to_send()
     assert to == A and len(deny) <= len(request)
+    assert len(deny) == CONNECT_DENY_SIZE
     assert late.receive(deny, 0.2) == [Denied(DENY_SHUTTING_DOWN)] and late.state == DENIED
     assert proto.connected_count() == 0
 
@@ -463,40 +523,42 @@ def test_shutdown_tells_every_client_and_refuses_newcomers(netkit):
 
 def test_full_server_denies_the_third_client(netkit):
     proto = netkit.server(max_players=2)
-    c1, c2 = ClientProtocol(name="a", salt=1), ClientProtocol(name="b", salt=2)
+    c1, c2 = netkit.client("a", salt=1), netkit.client("b", salt=2)
     assert isinstance(netkit.connect(proto, c1, A, 0)[0], Connected)
     assert isinstance(netkit.connect(proto, c2, B, 0)[0], Connected)
     before = netkit.state(proto)
 
-    c3 = ClientProtocol(name="c", salt=3)
+    c3 = netkit.client("c", salt=3)
     request = c3.connect(0.0)
     assert proto.receive_datagram(request, C, ns(10)) == []
     (deny, to), = proto.datagrams_to_send()
-    assert to == C and len(deny) == HEADER_SIZE + CONNECT_DENY_BODY.size <= len(request)
+    assert to == C and len(deny) == CONNECT_DENY_SIZE <= len(request)
     assert unpack_header(deny).type == CONNECT_DENY
     assert CONNECT_DENY_BODY.unpack_from(deny, HEADER_SIZE) == (3, DENY_SERVER_FULL)
     assert c3.receive(deny, 0.01) == [Denied(DENY_SERVER_FULL)] and c3.state == DENIED
     assert drop_counts(proto) == {"server_full": 1}
     assert netkit.state(proto) == before
     # a deny for someone else's salt is ignored by a connecting client
-    c4 = ClientProtocol(name="d", salt=4)
+    c4 = netkit.client("d", salt=4)
     c4.connect(0.0)
     assert c4.receive(deny, 0.01) == [] and c4.state == CONNECTING
 
 
 def test_wrong_version_request_of_256_bytes_gets_a_small_deny(netkit):
     proto = netkit.server()
-    client = ClientProtocol(name="old", salt=0xABCDEF)
+    client = netkit.client("old", salt=0xABCDEF)
     request = bytearray(client.connect(0.0))
     request[2] = VERSION + 1
     assert len(request) == 256
     before = netkit.state(proto)
     assert proto.receive_datagram(bytes(request), A, 0) == []
     (deny, to), = proto.datagrams_to_send()
-    assert to == A and len(deny) <= len(request)
+    assert to == A and len(deny) == VERSION_DENY_SIZE <= len(request)
     assert unpack_header(deny).type == CONNECT_DENY
     assert CONNECT_DENY_BODY.unpack_from(deny, HEADER_SIZE) == (0xABCDEF, DENY_VERSION)
-    assert client.receive(deny, 0.0) == [Denied(DENY_VERSION)]
+    # it carries no tag (no key is known for another version's request): a client of
+    # this version, which only ever sends this version, drops it
+    assert client.receive(deny, 0.0) == [] and drop_counts(client) == {"bad_length": 1}
     assert drop_counts(proto) == {"bad_version": 1}
     assert netkit.state(proto) == before  # nothing stored: the address is unproven
 
@@ -504,7 +566,7 @@ def test_wrong_version_request_of_256_bytes_gets_a_small_deny(netkit):
 @pytest.mark.parametrize("size", [16, 24, 255, 257, 1200])
 def test_wrong_version_request_of_another_size_gets_no_reply(netkit, size):
     proto = netkit.server()
-    request = bytearray(ClientProtocol(salt=5).connect(0.0))
+    request = bytearray(netkit.client(salt=5).connect(0.0))
     request[2] = 0
     request = bytes(request[:size]) + bytes(max(0, size - len(request)))
     assert proto.receive_datagram(request, A, 0) == []
@@ -518,8 +580,10 @@ def test_packets_of_a_session_from_another_address_are_dropped(netkit):
     packet = client.input(50, 50, True, 0.05)
     for addr in (("10.0.0.1", 4001), ("10.0.0.9", 4000), B):
         assert proto.receive_datagram(packet, addr, ns(50)) == []
-    keepalive = pack_header(KEEPALIVE, client.info.session_id, 1000)
-    bye = pack_header(DISCONNECT, client.info.session_id, 1001) + DISCONNECT_BODY.pack(1)
+    key = client.token.c2s_key
+    keepalive = sign(pack_header(KEEPALIVE, client.info.session_id, 1000), key)
+    bye = sign(pack_header(DISCONNECT, client.info.session_id, 1001) + DISCONNECT_BODY.pack(1),
+               key)
     proto.receive_datagram(keepalive, B, ns(60))
     proto.receive_datagram(bye, B, ns(70))
     assert drop_counts(proto) == {"wrong_address": 5}
@@ -534,11 +598,12 @@ def test_guessed_session_ids_are_dropped(netkit):
     before = netkit.state(proto)
     guesses = [sid ^ (1 << 16), sid ^ (1 << 31), sid & 0xFFFF, 1, 0, 0xFFFFFFFF,
                (sid & 0xFFFF0000) | 1, (sid & 0xFFFF0000) | 3000]
+    key = client.token.c2s_key  # even with the right key, a wrong id is unknown
     for n, guess in enumerate(guesses):
-        proto.receive_datagram(pack_header(KEEPALIVE, guess, 10 + n), A, ns(10))
-        proto.receive_datagram(pack_header(INPUT, guess, 10 + n) + INPUT_PREFIX.pack(0, 1)
-                               + INPUT_RECORD.pack(5, 1, 1, 1), A, ns(10))
-    bye = pack_header(DISCONNECT, sid ^ (7 << 16), 40) + DISCONNECT_BODY.pack(1)
+        proto.receive_datagram(sign(pack_header(KEEPALIVE, guess, 10 + n), key), A, ns(10))
+        proto.receive_datagram(sign(pack_header(INPUT, guess, 10 + n) + INPUT_PREFIX.pack(0, 1)
+                                    + INPUT_RECORD.pack(5, 1, 1, 1), key), A, ns(10))
+    bye = sign(pack_header(DISCONNECT, sid ^ (7 << 16), 40) + DISCONNECT_BODY.pack(1), key)
     assert proto.receive_datagram(bye, A, ns(10)) == []
     assert drop_counts(proto) == {"unknown_session": 2 * len(guesses) + 1}
     assert netkit.state(proto) == before
@@ -546,13 +611,13 @@ def test_guessed_session_ids_are_dropped(netkit):
 
 def test_client_ignores_server_packets_for_another_session(netkit):
     proto, client = connected_pair(netkit)
-    _, other = connected_pair(netkit, salt=12)
+    connected_pair(netkit, name="other", salt=12, addr=B, proto=proto)
     tick(proto)
-    (data, _), = list(proto.snapshots())
-    data = bytearray(data)
+    data = bytearray(next(bytes(d) for d, a in proto.snapshots() if a == A))
     data[8:12] = (client.info.session_id ^ (1 << 20)).to_bytes(4, "little")
     assert client.receive(bytes(data), 0.1) == []
-    fake_bye = pack_header(DISCONNECT, client.info.session_id ^ 1, 5) + DISCONNECT_BODY.pack(2)
+    fake_bye = sign(pack_header(DISCONNECT, client.info.session_id ^ 1, 5)
+                    + DISCONNECT_BODY.pack(2), client.token.s2c_key)
     assert client.receive(fake_bye, 0.1) == []
     assert drop_counts(client) == {"unknown_session": 2}
     assert client.state == CONNECTED
@@ -573,23 +638,25 @@ def test_client_drops_stale_and_duplicate_snapshots(netkit):
     assert client.last_snapshot_tick == proto.world.tick - 1
 
 
-def test_name_longer_than_32_bytes_is_refused_by_the_client():
+def test_name_longer_than_32_bytes_is_refused_by_the_token_service(netkit):
     with pytest.raises(ValueError):
-        ClientProtocol(name="x" * 33)
-    ClientProtocol(name="é" * 16)  # 32 bytes of UTF-8 is fine
+        netkit.client("x" * 33)
+    netkit.client("é" * 16)  # 32 bytes of UTF-8 is fine
 
 
 def test_unicode_names_survive_the_trip(netkit):
     proto = netkit.server()
-    events = proto.receive_datagram(ClientProtocol(name="Zoë 🦜", salt=4).connect(0.0), A, 0)
-    assert events[0].name == "Zoë 🦜"
+    client = netkit.client("Zoë 🦜", salt=4)
+    challenge, _ = challenge_of(proto, client, A)
+    events, _ = respond(proto, client, A, challenge)
+    assert events[0].name == "Zoë 🦜" and proto.names[0] == "Zoë 🦜"
 
 
 def test_sessions_never_outnumber_slots(netkit):
     proto = netkit.server(max_players=3)
     for i in range(20):
-        proto.receive_datagram(ClientProtocol(salt=1000 + i).connect(0.0), ("10.1.0.1", 2000 + i), 0)
-        assert len(proto.datagrams_to_send()) == 1
+        events = netkit.connect(proto, netkit.client(salt=1000 + i), (f"10.1.0.{i}", 2000 + i))
+        assert len(events) == 1 and proto.datagrams_to_send() == []
     assert proto.connected_count() == 3
     assert drop_counts(proto) == {"server_full": 17}
     netkit.check_invariants(proto)
@@ -601,15 +668,16 @@ def test_sessions_never_outnumber_slots(netkit):
 @pytest.mark.parametrize("salt", [1, 2**63 - 1, 2**63, 2**64 - 1])
 def test_any_u64_salt_round_trips_and_is_forgotten_on_leave(netkit, salt):
     proto = netkit.server()
-    client = ClientProtocol(name="s", salt=salt)
+    client = netkit.client("s", salt=salt)
     (ev,) = netkit.connect(proto, client, A, 0)
     assert isinstance(ev, Connected)
-    assert proto._by_salt == {(ip_to_int(A[0]), A[1], salt): 0}
+    assert proto._same_attempt(0, ip_to_int(A[0]), A[1], salt)
+    assert proto._by_client == {client.token.client_id: 0}
     proto.receive_datagram(client.disconnect(), A, ns(10))
-    assert proto._by_salt == {}
+    assert proto._by_client == {}
     netkit.check_invariants(proto)
-    again = ClientProtocol(name="s", salt=salt)  # the same salt later: a new session
-    assert len(proto.receive_datagram(again.connect(0.02), A, ns(20))) == 1
+    again = netkit.client("s", salt=salt)  # the same salt later: a new session
+    assert isinstance(netkit.connect(proto, again, A, 20)[0], Connected)
     assert drop_counts(proto) == {}
 
 
@@ -617,7 +685,7 @@ def test_first_snapshot_tick_is_the_accepts_server_tick_past_2_to_the_32(netkit)
     proto = netkit.server()
     proto.world.clock[S.TICK] = 2**32 + 5
     proto.world.clock[S.HUNT_START] = 2**32 + 5
-    client = ClientProtocol(name="late", salt=31)
+    client = netkit.client("late", salt=31)
     (ev,) = netkit.connect(proto, client, A, 0)
     (snap,) = tick(proto, {0: client}, 50)[0]
     assert snap.tick == ev.info.server_tick
@@ -627,7 +695,7 @@ def test_first_snapshot_tick_is_the_accepts_server_tick(netkit):
     proto = netkit.server()
     for _ in range(12):
         proto.world.step()
-    client = ClientProtocol(name="p", salt=32)
+    client = netkit.client("p", salt=32)
     (ev,) = netkit.connect(proto, client, A, 0)
     (snap,) = tick(proto, {0: client}, 50)[0]
     assert snap.tick == ev.info.server_tick == 12 and snap.sequence == 1
@@ -635,17 +703,42 @@ def test_first_snapshot_tick_is_the_accepts_server_tick(netkit):
 
 def test_retries_piled_up_in_one_batch_get_one_accept(netkit):
     """A client resending every 0.25 s while the server stalls gets one answer per tick."""
-    proto = netkit.server()
-    client = ClientProtocol(name="patient", salt=77)
+    from net.security import SecuritySettings
+    proto = netkit.server(security=SecuritySettings(connect_rate_per_address=0.0))
+    client = netkit.client("patient", salt=77)
+    addr = ("127.0.0.1", 4000)
+    challenge, _ = challenge_of(proto, client, addr)
+    client.receive(challenge, 0.0)
+    (response,), _ = client.poll(0.0)
     batch = DatagramBatch.allocate(32)
-    request = client.connect(0.0)
     for _ in range(20):
-        batch.put(request, ip_to_int("127.0.0.1"), 4000)
+        batch.put(response, ip_to_int(addr[0]), addr[1])
     events = proto.receive_batch(batch, 0)
     replies = proto.datagrams_to_send()
     assert len(events) == 1 and len(replies) == 1  # one session, one accept
     assert proto.drops[D.DUPLICATE_CONNECT] == 19
     batch.count = 0
-    batch.put(request, ip_to_int("127.0.0.1"), 4000)
+    batch.put(response, ip_to_int(addr[0]), addr[1])
     assert proto.receive_batch(batch, 1) == []
     assert len(proto.datagrams_to_send()) == 1  # a later retry is answered again
+
+
+def test_retries_beyond_the_address_burst_are_rate_limited(netkit):
+    from net.security import SecuritySettings
+    # the defaults: 20 handshake packets a second from one address, burst 8
+    proto = netkit.server(security=SecuritySettings())
+    client = netkit.client("eager", salt=77)
+    request = client.connect(0.0)
+    batch = DatagramBatch.allocate(32)
+    for _ in range(20):
+        batch.put(request, ip_to_int("10.0.0.1"), 4000)
+    assert proto.receive_batch(batch, 0) == []
+    assert len(proto.datagrams_to_send()) == 8  # stateless: each gets its own challenge
+    assert drop_counts(proto) == {"rate_limited": 12}
+    netkit.check_invariants(proto)
+    # loopback sources (the host's own bots and tools) have no per-address bucket
+    batch.count = 0
+    for _ in range(20):
+        batch.put(request, ip_to_int("127.0.0.1"), 4000)
+    proto.receive_batch(batch, 0)
+    assert len(proto.datagrams_to_send()) == 20

@@ -17,11 +17,14 @@ import msgpack
 import numpy as np
 import pytest
 
-from net.client import ClientProtocol, Held, ServerInfo, Snapshot, decode_snapshot
+from net.client import Held, ServerInfo, Snapshot, decode_snapshot
 from net.errors import LimitsError
 from net.limits import NetLimits, worst_snapshot_size
 from net.sessions import CONNECTED, S_ID, S_IP, S_PORT, S_STATE, S_TX_SEQ
-from net.wire import HEADER_SIZE, MAX_DATAGRAM, PROTOCOL_ID, SNAPSHOT, VERSION, unpack_header
+from net.tag import verify
+from tests.conftest import NetKit
+from net.wire import (HEADER_SIZE, MAX_DATAGRAM, PROTOCOL_ID, SNAPSHOT, TAG_SIZE, VERSION,
+                      unpack_header)
 from sim import schema as S
 from tests.snapshot_reference import (MASK, Caps, Rig, q, rebuild_grids, ring_entries, vq)
 
@@ -67,7 +70,8 @@ def check_encode(rig: Rig) -> dict[int, tuple[bytes, dict]]:
             PROTOCOL_ID, VERSION, SNAPSHOT, 0)
         assert data[5:8] == b"\0\0\0"
         assert (header.session_id, header.sequence) == (e.sid, e.seq), f"slot {slot}"
-        payload = data[HEADER_SIZE:]
+        assert verify(data, rig.clients[slot].token.s2c_key), f"slot {slot}: bad tag"
+        payload = data[HEADER_SIZE:-TAG_SIZE]
         assert msgpack.unpackb(payload, strict_map_key=True) == e.doc, f"slot {slot}"
         assert payload == msgpack.packb(e.doc), f"slot {slot}: not msgpack's smallest form"
         assert len(data) <= limit <= MAX_DATAGRAM
@@ -75,7 +79,7 @@ def check_encode(rig: Rig) -> dict[int, tuple[bytes, dict]]:
         if e.baseline is not None:
             b = e.baseline
             held[b.tick & MASK] = Held(b.tick & MASK, b.players, b.treasures)
-        snap, lists, why = decode_snapshot(data, e.seq, info, held)
+        snap, lists, why = decode_snapshot(data[:-TAG_SIZE], e.seq, info, held)
         assert isinstance(snap, Snapshot) and why == "", f"slot {slot}: {why}"
         assert (lists.players, lists.treasures) == (e.entry.players, e.entry.treasures)
         assert snap.baseline == (None if e.baseline is None else e.baseline.tick & MASK)
@@ -286,7 +290,7 @@ WORLDS = [
     # (max_players, sessions, treasures, width, height, cell, view, reveal, caps)
     (6, 4, 10, 512.0, 512.0, 64.0, 200.0, 100.0, (33, 16)),
     (40, 30, 60, 300.0, 200.0, 50.0, 120.0, 60.0, (8, 4)),
-    (64, 64, 64, 256.0, 256.0, 32.0, 400.0, 400.0, (23, 32)),
+    (64, 64, 64, 256.0, 256.0, 32.0, 400.0, 400.0, (23, 31)),
     (20, 7, 200, 1000.0, 700.0, 128.0, 333.0, 97.5, (5, 3)),
     (300, 120, 300, 4096.0, 4096.0, 256.0, 1024.0, 512.0, (32, 16)),
     (12, 12, 5, 65536.0, 100.0, 4096.0, 30000.0, 20000.0, (1, 1)),
@@ -462,7 +466,7 @@ def test_a_reused_slot_starts_from_a_full_snapshot():
     rig.proto.datagrams_to_send()
     assert int(rig.proto.ring.count[0]) == 0
     check_encode(rig)  # slot 0 free: no snapshot, ring stays empty
-    slot = rig.connect(ClientProtocol(name="next", salt=4242), ("10.9.9.9", 9))
+    slot = rig.connect(NetKit.client("next", salt=4242), ("10.9.9.9", 9))
     assert slot == 0 and int(rig.proto.sessions[S_ID, 0]) != old_sid
     w.pf[S.PX, 0], w.pf[S.PY, 0] = 256.0, 256.0
     rebuild_grids(w)
@@ -684,7 +688,7 @@ def test_sequence_counts_up_per_session_and_restarts_for_a_new_one():
         w.step()
         assert [unpack_header(d).sequence for d, _ in check_encode(rig).values()] == [n, n]
     rig.proto.kick(0)
-    rig.connect(ClientProtocol(salt=777), ("10.7.7.7", 7))
+    rig.connect(NetKit.client(salt=777), ("10.7.7.7", 7))
     w.step()
     assert [unpack_header(d).sequence for d, _ in check_encode(rig).values()] == [1, 4]
     assert int(rig.proto.sessions[S_TX_SEQ, 1]) == 4
@@ -765,14 +769,14 @@ def test_crowds_larger_than_the_candidate_scratch(seed):
 
 def test_connect_accept_carries_the_snapshot_rate():
     rig = Rig(1, snapshot_every=4)
-    client = ClientProtocol(salt=99)
+    client = NetKit.client(salt=99)
     rig.connect(client, ("10.5.5.5", 5))
     assert (client.info.tick_rate, client.info.snapshot_rate) == (20, 5)
 
 
 def test_edges_corners_and_full_caps_stay_under_the_bound():
     W = H = 1000.0
-    for players, treasures in ((33, 16), (23, 32), (43, 1), (1, 32)):
+    for players, treasures in ((33, 16), (23, 31), (43, 1), (1, 32)):
         limits = NetLimits(max_visible_players=players, max_visible_treasures=treasures,
                            leaderboard_every=0.05)
         rig = Rig(60, limits, max_players=60, treasure_count=100, world_width=W,
@@ -868,7 +872,7 @@ def widest_delta(players: int, treasures: int, tick: int = 2**31 - 2):
     return rig, check_encode(rig)
 
 
-@pytest.mark.parametrize("players,treasures", [(33, 16), (23, 32), (43, 1), (1, 32), (12, 12)])
+@pytest.mark.parametrize("players,treasures", [(33, 16), (23, 31), (43, 1), (1, 32), (12, 12)])
 def test_widest_delta_comes_close_to_the_bound(players, treasures):
     rig, got = widest_delta(players, treasures)
     docs = [doc for s, (_, doc) in got.items() if s >= 256]
@@ -886,7 +890,7 @@ def test_widest_delta_comes_close_to_the_bound(players, treasures):
     assert widest <= bound <= MAX_DATAGRAM
 
 
-@pytest.mark.parametrize("players,treasures", [(33, 16), (23, 32), (43, 1)])
+@pytest.mark.parametrize("players,treasures", [(33, 16), (23, 31), (43, 1)])
 def test_widest_full_snapshot_stays_under_the_bound(players, treasures):
     rig, slots = widest_delta_world(players, treasures)
     got = check_encode(rig)

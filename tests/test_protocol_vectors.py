@@ -1,44 +1,76 @@
 """docs/PROTOCOL.md's test vectors are the code's bytes, and they round-trip.
 
 The vectors are built by tests/protocol_vectors.py through the real client and server. Here:
-each one appears verbatim in the document (and the generated section is current), each
+each one appears verbatim in the document (and the generated section is current); each
 client-made packet is accepted by the server with no drop, each server-made packet is
-accepted by the reference client, each SNAPSHOT payload decodes with the standard msgpack
-library to the structure of PROTOCOL.md section 7, and the delta vector, applied to the
-baseline vector by the algorithm of section 7.6 (written again here), gives the lists the
-reference client holds.
+accepted by the reference client; the handshake replayed on a fresh server gives the same
+bytes; every layout reads back the scenario's inputs at the document's literal offsets;
+the token, the cookie and every packet tag check out with an implementation written here
+from the document's text alone (ChaCha20-Poly1305 from `cryptography`, SipHash-2-4 in
+plain Python); each SNAPSHOT payload decodes with the standard msgpack library to the
+structure of PROTOCOL.md section 7, and the delta vector, applied to the baseline vector by
+the algorithm of section 7.6 (written again here), gives the lists the reference client
+holds. The documented drop reasons, defaults and size bound are the code's.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import math
 import random
 import re
 
 import msgpack
 import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from net import drops as D
-from net.client import ClientProtocol, Connected, Denied, Disconnected, Snapshot, parse_snapshot
+from net.client import (HELD_SNAPSHOTS, ClientProtocol, Connected, Denied, Disconnected,
+                        Snapshot, parse_snapshot)
 from net.events import PlayerJoined, PlayerLeft
+from net.handshake import USED_TOKENS_MAX
 from net.limits import NetLimits, worst_snapshot_size
-from net.server import ServerProtocol
+from net.ratelimit import ADDRESS_TABLE_SIZE
+from net.security import BURST_SECONDS, MIN_BURST, SecuritySettings
+from net.token import ConnectToken
+from net.wire import (CHALLENGE_SIZE, CONNECT_DENY_SIZE, CONNECT_REQUEST_SIZE, VERSION,
+                      VERSION_DENY_SIZE)
 from sim import schema as S
 from sim.heat import heat_level
 from sim.world import new_world
 from tests import protocol_vectors as PV
 
-CLIENT_MADE = ("connect_request", "input_1", "input_3", "keepalive", "disconnect_client")
+CLIENT_MADE = ("connect_request", "challenge_response", "input_1", "input_3", "keepalive",
+               "disconnect_client")
 SNAPSHOTS = ("snapshot_minimal", "snapshot_full", "snapshot_baseline", "snapshot_delta")
-SERVER_MADE = ("connect_accept", "connect_deny_full", "connect_deny_version",
-               "connect_deny_shutdown", "disconnect_server") + SNAPSHOTS
-SIZES = {"connect_request": 256, "connect_accept": 60, "connect_deny_full": 25,
-         "connect_deny_version": 25, "connect_deny_shutdown": 25, "input_1": 29,
-         "input_3": 45, "keepalive": 16, "disconnect_client": 17, "disconnect_server": 17}
+DENIES = ("connect_deny_full", "connect_deny_shutdown", "connect_deny_address")
+SERVER_MADE = ("challenge", "connect_accept") + DENIES + (
+    "connect_deny_version", "disconnect_server") + SNAPSHOTS
+PACKETS = CLIENT_MADE + SERVER_MADE
+BLOBS = ("token_public", "token_private", "cookie", "siphash_paper", "siphash_tag")
+SIZES = {"connect_request": 256, "challenge": 188, "challenge_response": 256,
+         "connect_accept": 68, "connect_deny_full": 33, "connect_deny_shutdown": 33,
+         "connect_deny_address": 33, "connect_deny_version": 25, "input_1": 37,
+         "input_3": 53, "keepalive": 24, "disconnect_client": 25, "disconnect_server": 25,
+         "token_public": 272, "token_private": 128, "cookie": 128}
 TYPES = {"connect_request": 1, "connect_accept": 2, "connect_deny_full": 3,
-         "connect_deny_version": 3, "connect_deny_shutdown": 3, "input_1": 4, "input_3": 4,
-         "snapshot_minimal": 5, "snapshot_full": 5, "snapshot_baseline": 5,
-         "snapshot_delta": 5, "keepalive": 6, "disconnect_client": 7, "disconnect_server": 7}
+         "connect_deny_version": 3, "connect_deny_shutdown": 3, "connect_deny_address": 3,
+         "input_1": 4, "input_3": 4, "snapshot_minimal": 5, "snapshot_full": 5,
+         "snapshot_baseline": 5, "snapshot_delta": 5, "keepalive": 6, "disconnect_client": 7,
+         "disconnect_server": 7, "challenge": 8, "challenge_response": 9}
+UNTAGGED = ("connect_request", "connect_deny_version")
+# who made each tagged packet for whom: the peer whose token holds the key
+PEER_OF = {"challenge_response": PV.ALICE, "input_1": PV.ALICE, "input_3": PV.ALICE,
+           "keepalive": PV.ALICE, "disconnect_client": PV.ALICE, "challenge": PV.ALICE,
+           "connect_accept": PV.ALICE, "connect_deny_full": PV.ERIN,
+           "connect_deny_shutdown": PV.ERIN, "connect_deny_address": PV.OMAR,
+           "disconnect_server": PV.DAVE, "snapshot_minimal": PV.DAVE,
+           "snapshot_full": PV.ALICE, "snapshot_baseline": PV.GINA,
+           "snapshot_delta": PV.GINA}
+DENY_CASES = [("connect_deny_full", PV.ERIN, 1), ("connect_deny_shutdown", PV.ERIN, 3),
+              ("connect_deny_address", PV.OMAR, 4)]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +83,12 @@ def doc() -> str:
     return PV.DOC.read_text(encoding="utf-8")
 
 
+@pytest.fixture(scope="module")
+def prose(doc) -> str:
+    """The document with every run of white space made one space (line breaks in prose)."""
+    return " ".join(doc.split())
+
+
 def q(v: float) -> int:
     """PROTOCOL.md 7.3 for the vectors' 1024-unit world."""
     return min(65535, max(0, math.floor(v * 65536 / 1024.0)))
@@ -60,11 +98,22 @@ def le(data: bytes, at: int, size: int) -> int:
     return int.from_bytes(data[at:at + size], "little")
 
 
+def ip_u32(host: str) -> int:
+    return int(ipaddress.IPv4Address(host))
+
+
+def fresh_server(rules=PV.RULES, security=PV.SECURITY):
+    return PV.new_server(new_world(rules, PV.TICK_RATE), PV.LIMITS, security)
+
+
 # ---- the document carries the code's bytes ------------------------------------------------
 
 def test_every_packet_type_and_case_has_a_vector(gen):
-    assert set(gen.by_key) == set(CLIENT_MADE) | set(SERVER_MADE)
-    assert {v.data[3] for v in gen.vectors} == set(range(1, 8))
+    assert [v.key for v in gen.vectors] == list(PV.ORDER)
+    assert set(PV.ORDER) == set(PACKETS) | set(BLOBS)
+    assert {gen.by_key[k].data[3] for k in PACKETS} == set(range(1, 10))
+    reasons = {gen.by_key[k].data[24] for k in PACKETS if TYPES[k] == 3}
+    assert reasons == {1, 2, 3, 4}
 
 
 def test_generation_is_deterministic(gen):
@@ -72,7 +121,7 @@ def test_generation_is_deterministic(gen):
     assert [(v.key, v.hex) for v in again.vectors] == [(v.key, v.hex) for v in gen.vectors]
 
 
-@pytest.mark.parametrize("key", CLIENT_MADE + SERVER_MADE)
+@pytest.mark.parametrize("key", PV.ORDER)
 def test_vector_appears_verbatim_in_the_document(gen, doc, key):
     hexstr = gen.by_key[key].hex
     assert hexstr == hexstr.lower()
@@ -91,52 +140,178 @@ def test_main_prints_the_section(gen, capsys):
     assert capsys.readouterr().out == PV.render(gen) + "\n"
 
 
+def test_section_numbers_in_the_prose_match_the_vectors(doc, prose):
+    """The hand-written text names vectors by number; the generator numbers them."""
+    for key, title in (("token_public", "Connect token"), ("token_private", "Private connect"),
+                       ("connect_request", "CONNECT_REQUEST"), ("challenge", "CHALLENGE\n"),
+                       ("cookie", "Challenge cookie"), ("snapshot_baseline", "SNAPSHOT (full, wi"),
+                       ("snapshot_delta", "SNAPSHOT (delta"), ("siphash_paper", "SipHash-2-4: the p"),
+                       ("siphash_tag", "SipHash-2-4: the t")):
+        assert f"### {PV.ref(key)} {title}" in doc, key
+    delta, base = PV.ref("snapshot_delta"), PV.ref("snapshot_baseline")
+    assert f"the delta of {delta}, applied to the lists of {base}" in prose
+    assert f"The snapshot of the test vector {delta}, applied to the lists of {base}" in prose
+    assert f"the lists it holds after {base}, exactly the lists given under {delta}" in prose
+    assert f"the SipHash values of {PV.ref('siphash_paper')} and {PV.ref('siphash_tag')}" \
+        in prose
+    assert f"CONNECT_REQUEST (from the token of {PV.ref('token_public')})" in prose
+    assert f"CHALLENGE_RESPONSE (from the CHALLENGE of {PV.ref('challenge')})" in prose
+    assert f"check its sealing against {PV.ref('token_private')}" in prose
+    assert f"of the cookie ({PV.ref('cookie')})" in prose
+
+
 def test_drop_reasons_table_matches_the_code(doc):
-    for index, name in enumerate(D.REASONS):
-        assert re.search(rf"^\| {index} \| `{name}` \|", doc, re.M), name
+    appendix = doc[doc.index("## Appendix A"):doc.index("## Appendix B")]
+    rows = re.findall(r"^\| (\d+) \| `([a-z_]+)` \| .+ \|$", appendix, re.M)
+    assert [(int(i), name) for i, name in rows] == list(enumerate(D.REASONS))
 
 
 def test_documented_snapshot_bound_matches_the_code(doc):
     limits = NetLimits()
     assert (limits.max_visible_players, limits.max_visible_treasures) == (32, 16)
     bound = worst_snapshot_size(limits.max_visible_players, limits.max_visible_treasures)
+    assert bound == 1178
     assert f"bound(32, 16) = {bound} bytes" in doc
-    assert "bound(P, T) = 450 + 17 * P + 11 * T" in doc
+    assert "bound(P, T) = 458 + 17 * P + 11 * T" in doc
     for p, t in ((0, 0), (1, 0), (0, 1), (32, 16), (33, 16), (120, 32)):
-        assert worst_snapshot_size(p, t) == 450 + 17 * p + 11 * t
+        assert worst_snapshot_size(p, t) == 458 + 17 * p + 11 * t
+    assert worst_snapshot_size(32, 16) <= 1200 < worst_snapshot_size(34, 16)
 
 
-def test_documented_defaults_match_the_code(doc):
+def test_documented_defaults_match_the_code(doc, prose):
     limits = NetLimits()
     assert "| max visible players / treasures | 32 / 16 |" in doc
     assert f"| snapshot ring | {limits.snapshot_ring} snapshots |" in doc
     assert f"| area-of-interest hysteresis | {limits.aoi_hysteresis:g} |" in doc
     assert f"| delta tolerance | {limits.delta_tolerance:g} units |" in doc
-    from net.client import HELD_SNAPSHOTS
-    assert f"hold the last {HELD_SNAPSHOTS} snapshots" in doc
+    assert f"hold the last {HELD_SNAPSHOTS} snapshots" in prose
+    client = ClientProtocol(PV.ALICE.token(), salt=1)
+    assert (client.resend_interval, client.connect_timeout, client.keepalive_interval) == (
+        0.25, 5.0, 1.0)
+    assert ("Timers (reference values): resend interval 0.25 s, connect timeout 5 s, "
+            "keepalive interval 1 s") in prose
+    assert ("(The server's cookies stay valid for `challenge_timeout`, 10 s by default: "
+            "longer than a client's whole attempt.)") in prose
+    assert client.connect_timeout < SecuritySettings().challenge_timeout
+
+
+def test_documented_security_settings_match_the_code(doc, prose):
+    s = SecuritySettings()
+    expected = {
+        "key_file": f"`{s.key_file}`",
+        "public_address": '`""`',
+        "connect_rate": f"{s.connect_rate:g} packets/s",
+        "connect_rate_per_address": f"{s.connect_rate_per_address:g} packets/s",
+        "packet_rate": f"{s.packet_rate:g} packets/s",
+        "max_sessions_per_address": f"{s.max_sessions_per_address}",
+        "challenge_timeout": f"{s.challenge_timeout:g} s",
+    }
+    assert set(expected) == {f.name for f in dataclasses.fields(SecuritySettings)}
+    appendix = doc[doc.index("## Appendix B"):]
+    for name, value in expected.items():
+        assert f"| `{name}` | {value} |" in appendix, name
+    assert (BURST_SECONDS, MIN_BURST) == (0.25, 8.0)
+    assert "max(8, rate × 0.25)" in prose
+    assert f"a table of {ADDRESS_TABLE_SIZE} entries" in prose
+    assert f"for at most {USED_TOKENS_MAX} tokens" in prose
+
+
+def test_documented_sizes_match_the_code(doc, prose):
+    for row in ("| 1 | CONNECT_REQUEST | client to server | 256 | none |",
+                "| 2 | CONNECT_ACCEPT | server to client | 68 | s2c |",
+                "| 3 | CONNECT_DENY | server to client | 33 (25: the wrong-version answer) |",
+                "| 4 | INPUT | client to server | 29 + 8 × n, n = 1..4 (37, 45, 53 or 61) | c2s |",
+                "| 5 | SNAPSHOT | server to client | 16 + payload + 8, at most 1200 | s2c |",
+                "| 6 | KEEPALIVE | client to server | 24 | c2s |",
+                "| 7 | DISCONNECT | both | 25 | the sender's: c2s or s2c |",
+                "| 8 | CHALLENGE | server to client | 188 | s2c |",
+                "| 9 | CHALLENGE_RESPONSE | client to server | 256 | c2s |"):
+        assert row in doc, row
+    # amplification: every reply to an address not yet proven is at most the request
+    assert VERSION == 3 and CONNECT_REQUEST_SIZE == 256
+    assert (CHALLENGE_SIZE, CONNECT_DENY_SIZE, VERSION_DENY_SIZE) == (188, 33, 25)
+    assert ("CHALLENGE (188 bytes), CONNECT_DENY (33 bytes) and the wrong-version "
+            "CONNECT_DENY (25 bytes)") in prose
 
 
 # ---- layout: the documented offsets read back the scenario's inputs ------------------------
 
-@pytest.mark.parametrize("key", CLIENT_MADE + SERVER_MADE)
+@pytest.mark.parametrize("key", PACKETS)
 def test_header(gen, key):
     data = gen.by_key[key].data
-    assert data[0:2] == b"\x58\x4d" and data[2] == 2 and data[3] == TYPES[key]
+    assert data[0:2] == b"\x58\x4d" and data[2] == 3 and data[3] == TYPES[key]
     assert data[4:8] == bytes(4)
     assert len(data) == SIZES.get(key, len(data)) and len(data) <= 1200
-    if key in ("connect_request", "connect_deny_full", "connect_deny_version",
-               "connect_deny_shutdown"):
+    if TYPES[key] in (1, 3, 8, 9):
         assert le(data, 8, 4) == 0
-    if key.startswith("connect"):
+    if TYPES[key] in (1, 2, 3, 8, 9):
         assert le(data, 12, 4) == 0
+
+
+def test_public_token_layout(gen):
+    data = gen.by_key["token_public"].data
+    assert len(data) == 272 and data[0:8] == b"XMTOKEN3"
+    assert le(data, 8, 8) == PV.UNIX_S and le(data, 16, 8) == PV.UNIX_S + PV.TOKEN_LIFETIME
+    assert data[24:36] == PV.ALICE.nonce
+    assert data[36:180] == gen.by_key["connect_request"].data[44:188]
+    assert le(data, 180, 8) == PV.ALICE.client_id
+    assert data[188:204] == PV.ALICE.c2s and data[204:220] == PV.ALICE.s2c
+    assert data[220] == 2
+    assert (le(data, 221, 4), le(data, 225, 2)) == (ip_u32("198.51.100.7"), 7777)
+    assert (le(data, 227, 4), le(data, 231, 2)) == (ip_u32("203.0.113.5"), 7777)
+    assert data[227:231] == bytes([5, 113, 0, 203])  # the integer little-endian
+    assert data[233:272] == bytes(39)
+
+
+def test_token_text_form(gen, doc):
+    data = gen.by_key["token_public"].data
+    text = ConnectToken.from_bytes(data).to_text()
+    assert len(text) == 363 and "=" not in text
+    assert f"```text\n{text}\n```" in doc
+    assert ConnectToken.from_text(text).to_bytes() == data
+
+
+def test_private_token_layout(gen):
+    data = gen.by_key["token_private"].data
+    public = gen.by_key["token_public"].data
+    assert len(data) == 128
+    assert data[0:8] == public[180:188]
+    assert data[8:40] == public[188:220]
+    assert data[40:89] == public[220:269]
+    assert data[89] == 5 and data[90:95] == b"alice" and data[95:128] == bytes(33)
 
 
 def test_connect_request_layout(gen):
     data = gen.by_key["connect_request"].data
+    public = gen.by_key["token_public"].data
     assert le(data, 16, 8) == PV.ALICE.salt
-    assert data[24] == len(PV.ALICE.name)
-    assert data[25:25 + data[24]] == PV.ALICE.name.encode()
-    assert data[25 + data[24]:] == bytes(256 - 25 - data[24])
+    assert data[24:32] == public[16:24]
+    assert data[32:44] == public[24:36]
+    assert data[44:188] == public[36:180]
+    assert data[188:256] == bytes(68)
+
+
+def test_challenge_and_response_layout(gen):
+    challenge = gen.by_key["challenge"].data
+    response = gen.by_key["challenge_response"].data
+    assert le(challenge, 16, 8) == PV.ALICE.salt
+    assert challenge[24:36] == (1).to_bytes(8, "little") + bytes(4)  # the first cookie
+    assert le(response, 16, 8) == PV.ALICE.salt
+    assert response[24:180] == challenge[24:180]
+    assert response[180:248] == bytes(68)
+
+
+def test_cookie_layout(gen):
+    data = gen.by_key["cookie"].data
+    public = gen.by_key["token_public"].data
+    assert le(data, 0, 8) == PV.ALICE.client_id and le(data, 8, 8) == PV.ALICE.salt
+    assert le(data, 16, 4) == ip_u32(PV.ALICE.address[0])
+    assert le(data, 20, 2) == PV.ALICE.address[1] and data[22:24] == bytes(2)
+    assert le(data, 24, 8) == PV.UNIX_ORIGIN_MS  # issued at now = 0
+    assert data[32:40] == public[16:24]
+    assert data[40:72] == public[188:220]
+    assert data[72:88] == public[164:180]  # the token id: the sealed token's Poly1305 tag
+    assert data[88] == 5 and data[89:94] == b"alice" and data[94:128] == bytes(34)
 
 
 def test_connect_accept_layout(gen):
@@ -151,12 +326,12 @@ def test_connect_accept_layout(gen):
     assert le(data, 48, 4) == 5 and le(data, 52, 4) == 0 and le(data, 56, 4) == 5000
 
 
-@pytest.mark.parametrize("key, peer, reason", [("connect_deny_full", PV.ERIN, 1),
-                                               ("connect_deny_version", PV.FRANK, 2),
-                                               ("connect_deny_shutdown", PV.ERIN, 3)])
+@pytest.mark.parametrize("key, peer, reason", DENY_CASES + [("connect_deny_version",
+                                                             PV.FRANK, 2)])
 def test_connect_deny_layout(gen, key, peer, reason):
     data = gen.by_key[key].data
     assert le(data, 16, 8) == peer.salt and data[24] == reason
+    assert len(data) == (25 if reason == 2 else 33)
 
 
 def test_input_layout(gen):
@@ -187,35 +362,167 @@ def test_keepalive_and_disconnect_layout(gen):
     assert le(bye, 12, 4) == 3 and bye[16] == 2
 
 
+# ---- the document's cryptography, implemented again from its text ---------------------------
+
+M64 = (1 << 64) - 1
+
+
+def siphash_by_the_document(key: bytes, message: bytes) -> int:
+    """PROTOCOL.md 6.10 ("Keys and the tag"): SipHash-2-4, as a u64."""
+    def rotl(x, b):
+        return ((x << b) | (x >> (64 - b))) & M64
+
+    def sipround(v):
+        v[0] = (v[0] + v[1]) & M64
+        v[1] = rotl(v[1], 13) ^ v[0]
+        v[0] = rotl(v[0], 32)
+        v[2] = (v[2] + v[3]) & M64
+        v[3] = rotl(v[3], 16) ^ v[2]
+        v[0] = (v[0] + v[3]) & M64
+        v[3] = rotl(v[3], 21) ^ v[0]
+        v[2] = (v[2] + v[1]) & M64
+        v[1] = rotl(v[1], 17) ^ v[2]
+        v[2] = rotl(v[2], 32)
+
+    k0 = int.from_bytes(key[0:8], "little")
+    k1 = int.from_bytes(key[8:16], "little")
+    v = [k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D,
+         k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573]
+    n = len(message)
+    blocks = [message[i:i + 8] for i in range(0, n - n % 8, 8)]
+    blocks.append(message[n - n % 8:] + bytes(7 - n % 8) + bytes([n % 256]))
+    for block in blocks:
+        m = int.from_bytes(block, "little")
+        v[3] ^= m
+        sipround(v)
+        sipround(v)
+        v[0] ^= m
+    v[2] ^= 0xFF
+    for _ in range(4):
+        sipround(v)
+    return v[0] ^ v[1] ^ v[2] ^ v[3]
+
+
+def doc_hex(doc: str, label: str) -> bytes:
+    """The hex value of the 14.1 row that starts with `label`."""
+    m = re.search(r"^\| " + re.escape(label) + r".*\| `([0-9a-f]+)` \|$", doc, re.M)
+    assert m, label
+    return bytes.fromhex(m.group(1))
+
+
+def test_siphash_paper_vector():
+    assert siphash_by_the_document(bytes(range(16)), bytes(range(15))) == 0xA129CA6149BE45E5
+
+
+@pytest.mark.parametrize("key", PACKETS)
+def test_tags_check_out_by_the_document(gen, key):
+    data = gen.by_key[key].data
+    if key in UNTAGGED:
+        return
+    peer = PEER_OF[key]
+    c2s = TYPES[key] in (4, 6, 9) or key == "disconnect_client"
+    secret = peer.c2s if c2s else peer.s2c
+    tag = siphash_by_the_document(secret, data[:-8]).to_bytes(8, "little")
+    assert data[-8:] == tag
+    other = peer.s2c if c2s else peer.c2s
+    assert siphash_by_the_document(other, data[:-8]).to_bytes(8, "little") != tag
+
+
+def test_siphash_tag_vector_is_the_input_tag(gen):
+    one = gen.by_key["input_1"].data
+    v = gen.by_key["siphash_tag"]
+    assert v.data == one[:29] and v.sip_key == gen.by_key["token_public"].data[188:204]
+    assert siphash_by_the_document(v.sip_key, v.data).to_bytes(8, "little") == one[29:37]
+
+
+def token_ad_by_the_document(expire_bytes: bytes) -> bytes:
+    return b"xmarks token" + b"\x58\x4d" + b"\x03" + expire_bytes
+
+
+def test_token_opens_by_the_document(gen, doc):
+    key = doc_hex(doc, "token key")
+    assert key == PV.TOKEN_KEY
+    public = gen.by_key["token_public"].data
+    plain = gen.by_key["token_private"].data
+    aead = ChaCha20Poly1305(key)
+    assert aead.decrypt(public[24:36], public[36:180],
+                        token_ad_by_the_document(public[16:24])) == plain
+    request = gen.by_key["connect_request"].data  # what the server has: the same fields
+    assert aead.decrypt(request[32:44], request[44:188],
+                        token_ad_by_the_document(request[24:32])) == plain
+    assert aead.encrypt(public[24:36], plain, token_ad_by_the_document(public[16:24])) == \
+        public[36:180]
+    with pytest.raises(InvalidTag):  # the version is authenticated
+        aead.decrypt(public[24:36], public[36:180],
+                     b"xmarks token\x58\x4d\x02" + public[16:24])
+    with pytest.raises(InvalidTag):  # and so is the expiry
+        aead.decrypt(public[24:36], public[36:180],
+                     token_ad_by_the_document((le(public, 16, 8) + 1).to_bytes(8, "little")))
+
+
+def test_cookie_opens_by_the_document(gen, doc):
+    key = doc_hex(doc, "cookie key")
+    challenge = gen.by_key["challenge"].data
+    plain = ChaCha20Poly1305(key).decrypt(challenge[24:36], challenge[36:180],
+                                          b"xmarks cookie")
+    assert plain == gen.by_key["cookie"].data
+
+
+def test_peer_keys_are_documented(doc):
+    for p in PV.PEERS:
+        assert f"`{p.nonce.hex()}` | `{p.c2s.hex()}` | `{p.s2c.hex()}` |" in doc, p.name
+
+
 # ---- round trips ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key", CLIENT_MADE)
-def test_client_packets_are_accepted_by_the_server(gen, key):
+@pytest.mark.parametrize("key", ("input_1", "input_3", "keepalive", "disconnect_client"))
+def test_session_packets_are_accepted_by_the_server(gen, key):
     v = gen.by_key[key]
     assert v.outcome is not None
     assert v.outcome.drops == {}
     assert v.outcome.accepted == {TYPES[key]: 1}
 
 
-def test_connect_request_on_a_fresh_server_gives_the_accept_vector(gen):
-    world = new_world(PV.RULES, PV.TICK_RATE)
-    server = ServerProtocol(world, PV.LIMITS, PV.TICK_RATE, random.Random(PV.NONCE_SEED))
-    events = server.receive_datagram(gen.by_key["connect_request"].data, PV.ALICE.address, 0)
-    assert D.drops_by_reason(server.drops) == {}
+def test_handshake_packets_are_answered_by_the_server(gen):
+    request = gen.by_key["connect_request"].outcome
+    assert request.drops == {} and request.events == []
+    assert request.replies == [gen.by_key["challenge"].data]
+    response = gen.by_key["challenge_response"].outcome
+    assert response.drops == {}
+    assert [type(e) for e in response.events] == [PlayerJoined]
+    assert response.replies == [gen.by_key["connect_accept"].data]
+
+
+def test_handshake_on_a_fresh_server_gives_the_vectors(gen):
+    server = fresh_server()
+    addr = PV.ALICE.address
+    assert server.receive_datagram(gen.by_key["connect_request"].data, addr, 0) == []
+    assert server.datagrams_to_send() == [(gen.by_key["challenge"].data, addr)]
+    assert server.connected_count() == 0  # nothing kept before the address is proven
+    events = server.receive_datagram(gen.by_key["challenge_response"].data, addr, 0)
     assert [type(e) for e in events] == [PlayerJoined]
-    assert server.datagrams_to_send() == [(gen.by_key["connect_accept"].data, PV.ALICE.address)]
+    assert server.datagrams_to_send() == [(gen.by_key["connect_accept"].data, addr)]
+    assert D.drops_by_reason(server.drops) == {}
+    assert server.client_id(0) == PV.ALICE.client_id
+
+
+def test_response_from_another_address_is_dropped(gen):
+    server = fresh_server()
+    server.receive_datagram(gen.by_key["connect_request"].data, PV.ALICE.address, 0)
+    server.datagrams_to_send()
+    server.receive_datagram(gen.by_key["challenge_response"].data, PV.BOB.address, 0)
+    assert D.drops_by_reason(server.drops) == {"wrong_address": 1}
+    assert server.datagrams_to_send() == [] and server.connected_count() == 0
 
 
 def test_wrong_version_request_is_the_only_answered_drop(gen):
-    world = new_world(PV.RULES, PV.TICK_RATE)
-    server = ServerProtocol(world, PV.LIMITS, PV.TICK_RATE, random.Random(PV.NONCE_SEED))
-    request = bytearray(ClientProtocol(name=PV.FRANK.name, salt=PV.FRANK.salt).connect(0.0))
-    request[2] = 1  # an old version 1 client
-    server.receive_datagram(bytes(request), PV.FRANK.address, 0)
+    server = fresh_server()
+    request = PV.v2_request(PV.FRANK)
+    server.receive_datagram(request, PV.FRANK.address, 0)
     assert D.drops_by_reason(server.drops) == {"bad_version": 1}
     assert server.datagrams_to_send() == [(gen.by_key["connect_deny_version"].data,
                                            PV.FRANK.address)]
-    server.receive_datagram(bytes(request[:255]), PV.FRANK.address, 0)  # not 256 bytes
+    server.receive_datagram(request[:255], PV.FRANK.address, 0)  # not 256 bytes
     assert server.datagrams_to_send() == []
 
 
@@ -227,19 +534,37 @@ def test_client_disconnect_ends_the_session(gen):
 @pytest.mark.parametrize("key", SERVER_MADE)
 def test_server_packets_are_accepted_by_the_reference_client(gen, key):
     v = gen.by_key[key]
-    assert v.outcome is not None and v.outcome.drops == {}
+    assert v.outcome is not None
+    if key == "connect_deny_version":  # only a client of another version could use it
+        assert v.outcome.drops == {"bad_length": 1} and v.outcome.events == []
+        return
+    assert v.outcome.drops == {}
+    if key == "challenge":  # answered by the next poll, no event
+        assert v.outcome.events == []
+        return
     (event,) = v.outcome.events
     expected = {"connect_accept": Connected, "connect_deny_full": Denied,
-                "connect_deny_version": Denied, "connect_deny_shutdown": Denied,
+                "connect_deny_shutdown": Denied, "connect_deny_address": Denied,
                 "disconnect_server": Disconnected, "snapshot_minimal": Snapshot,
                 "snapshot_full": Snapshot, "snapshot_baseline": Snapshot,
                 "snapshot_delta": Snapshot}[key]
     assert isinstance(event, expected)
 
 
+def test_challenge_in_a_fresh_client_gives_the_response(gen):
+    client = PV.ALICE.client()
+    assert client.connect(0.0) == gen.by_key["connect_request"].data
+    assert client.receive(gen.by_key["challenge"].data, 0.0) == []
+    assert D.drops_by_reason(client.drops) == {}
+    out, events = client.poll(0.0)
+    assert out == [gen.by_key["challenge_response"].data] and events == []
+    out, _ = client.poll(0.25)  # resent instead of the request
+    assert out == [gen.by_key["challenge_response"].data]
+
+
 def test_accept_parses_in_a_fresh_client(gen):
     data = gen.by_key["connect_accept"].data
-    client = ClientProtocol(name=PV.ALICE.name, salt=PV.ALICE.salt)
+    client = PV.ALICE.client()
     client.connect(0.0)
     (event,) = client.receive(data, 0.0)
     info = event.info
@@ -251,24 +576,48 @@ def test_accept_parses_in_a_fresh_client(gen):
     assert info == gen.infos[PV.ALICE.name]
 
 
-@pytest.mark.parametrize("key, peer, reason", [("connect_deny_full", PV.ERIN, 1),
-                                               ("connect_deny_version", PV.FRANK, 2),
-                                               ("connect_deny_shutdown", PV.ERIN, 3)])
+@pytest.mark.parametrize("key, peer, reason", DENY_CASES)
 def test_deny_parses_in_a_fresh_client(gen, key, peer, reason):
-    client = ClientProtocol(name=peer.name, salt=peer.salt)
+    client = peer.client()
     client.connect(0.0)
     assert client.receive(gen.by_key[key].data, 0.0) == [Denied(reason)]
     assert client.state == "denied"
+
+
+@pytest.mark.parametrize("key, peer, reason", DENY_CASES)
+def test_deny_under_another_key_is_dropped(gen, key, peer, reason):
+    """A deny is tagged with the s2c key of the token it answers: nobody who lacks it can
+    turn a client away."""
+    client = PV.Peer(peer.name + "x", peer.salt, peer.address, peer.client_id).client()
+    client.connect(0.0)
+    assert client.receive(gen.by_key[key].data, 0.0) == []
+    assert D.drops_by_reason(client.drops) == {"bad_tag": 1}
 
 
 def test_server_disconnect_closes_the_client(gen):
     assert gen.by_key["disconnect_server"].outcome.events == [Disconnected("server", 2)]
 
 
+def test_a_flipped_bit_fails_the_tag(gen):
+    server = fresh_server()
+    addr = PV.ALICE.address
+    server.receive_datagram(gen.by_key["connect_request"].data, addr, 0)
+    server.datagrams_to_send()
+    server.receive_datagram(gen.by_key["challenge_response"].data, addr, 0)
+    server.datagrams_to_send()
+    bad = bytearray(gen.by_key["input_1"].data)
+    bad[25] ^= 0x01  # move x
+    server.receive_datagram(bytes(bad), addr, 0)
+    assert D.drops_by_reason(server.drops) == {"bad_tag": 1}
+    server.receive_datagram(gen.by_key["input_1"].data, addr, 0)
+    server.receive_datagram(gen.by_key["input_1"].data, addr, 0)  # a replay
+    assert D.drops_by_reason(server.drops) == {"bad_tag": 1, "replayed": 1}
+
+
 # ---- SNAPSHOT payloads ---------------------------------------------------------------------
 
 def payload(gen, key) -> dict:
-    return msgpack.unpackb(gen.by_key[key].data[16:], raw=False)
+    return msgpack.unpackb(gen.by_key[key].data[16:-8], raw=False)
 
 
 FULL_ORDER = ["t", "a", "h", "me", "p", "tr", "ev", "lb", "hr"]
@@ -282,7 +631,7 @@ SIGNED = {"p": (3, 4), "pm": (1, 2), "pv": (1, 2, 3, 4), "pn": (3, 4)}  # positi
 def test_snapshot_payload_is_plain_msgpack(gen, key):
     data = gen.by_key[key].data
     m = payload(gen, key)
-    assert msgpack.packb(m) == data[16:]  # smallest forms, documented key order
+    assert msgpack.packb(m) == data[16:-8]  # smallest forms, documented key order
     order = DELTA_ORDER if "b" in m else FULL_ORDER
     assert list(m) == [k for k in order if k in m]
     always = order[:5] if "b" in m else order[:6]  # t, a, (b,) h, me, (p, tr)
@@ -299,7 +648,7 @@ def test_snapshot_payload_is_plain_msgpack(gen, key):
     assert len(m["h"]) == 2 and len(m["me"]) == 6
     if "hr" in m:
         assert len(m["hr"]) % 2 == 1
-    assert len(PV.msgpack_listing(data[16:])) > 0  # the listing reads every byte
+    assert len(PV.msgpack_listing(data[16:-8])) > 0  # the listing reads every byte
 
 
 def test_minimal_snapshot_structure(gen):
@@ -313,7 +662,7 @@ def test_minimal_snapshot_structure(gen):
                  "p": [], "tr": []}
     nearest = min(math.dist(PV.DAVE_AT, PV.far_spot(t)) for t in range(8))
     assert m["me"][5] == heat_level(nearest ** 2, world.kr.heat_radius) > 0
-    snap = parse_snapshot(data, 2, gen.infos[PV.DAVE.name])
+    snap = parse_snapshot(data[:-8], 2, gen.infos[PV.DAVE.name])
     assert snap is not None and snap.leaderboard is None and snap.hunt_result is None
     assert (snap.x, snap.y) == PV.DAVE_AT
 
@@ -341,7 +690,7 @@ def test_full_snapshot_structure(gen):
     }
     assert -640 == math.floor(-200.0 * 65536 / 1024 / 20 + 0.5)  # PROTOCOL.md 7.3
     assert heat == heat_level(64.0, world.kr.heat_radius)
-    snap = parse_snapshot(data, PV.LAST_TICK + 1, gen.infos[PV.ALICE.name])
+    snap = parse_snapshot(data[:-8], PV.LAST_TICK + 1, gen.infos[PV.ALICE.name])
     assert snap is not None and snap.baseline is None
     assert (snap.tick, snap.ack, snap.hunt_id, snap.ticks_left) == (60, 5, 1, 19)
     assert (snap.x, snap.y, snap.score, snap.dig_progress, snap.heat) == (512.0, 512.0, v1,
@@ -422,4 +771,5 @@ def test_delta_snapshot_structure(gen):
     assert snap.baseline == 2 and snap.players[1] == (1, 451.0, 582.0, 0.0, 200.0)
     # a client that does not hold tick 2 cannot use it
     from net.client import decode_snapshot
-    assert decode_snapshot(data, 7, gen.infos[PV.GINA.name], {}) == (None, None, "no_baseline")
+    assert decode_snapshot(data[:-8], 7, gen.infos[PV.GINA.name], {}) == (
+        None, None, "no_baseline")

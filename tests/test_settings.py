@@ -9,6 +9,7 @@ from net.limits import NetLimits
 from sim.rules import GameRules
 from tick.config import ServerConfig
 from tick.rates import TickRates
+from net.security import SecuritySettings
 
 
 def toml(tmp_path, text: str) -> str:
@@ -35,6 +36,12 @@ value_weights = [1, 2, 3]
 [net]
 session_timeout = 7.5
 max_visible_players = 20
+
+[security]
+key_file = "/etc/xmarks/key"
+public_address = "203.0.113.5:9000"
+connect_rate_per_address = 5
+max_sessions_per_address = 4
 """
 
 
@@ -52,6 +59,28 @@ def test_toml_fills_every_section(tmp_path):
     assert config.rules == GameRules(world_width=1024.0, max_players=64, seed=42,
                                      value_weights=(1, 2, 3))
     assert config.limits == NetLimits(session_timeout=7.5, max_visible_players=20)
+    assert config.security == SecuritySettings(
+        key_file="/etc/xmarks/key", public_address="203.0.113.5:9000",
+        connect_rate_per_address=5.0, max_sessions_per_address=4)
+
+
+def test_host_0000_needs_a_public_address():
+    with pytest.raises(SettingsError, match="public_address"):
+        build_config(None, {"XMARKS_HOST": "0.0.0.0"}, {})
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("public_address", "example.com:7777", "public_address"),
+    ("public_address", "1.2.3.4", "public_address"),
+    ("connect_rate", "-1", "connect_rate"),
+    ("packet_rate", "nan", "packet_rate"),
+    ("max_sessions_per_address", "70000", "max_sessions_per_address"),
+    ("challenge_timeout", "0", "challenge_timeout"),
+    ("key_file", "", "key_file")])
+def test_bad_security_settings_name_the_setting(key, value, match):
+    with pytest.raises(SettingsError, match=match) as err:
+        build_config(None, {f"XMARKS_{key.upper()}": value}, {})
+    assert f"XMARKS_{key.upper()}" in str(err.value)
 
 
 def test_precedence_defaults_toml_env_flags(tmp_path):
@@ -78,7 +107,8 @@ def test_falsy_flags_still_override():
 def test_env_strings_are_converted():
     config = build_config(None, {"XMARKS_TICK_RATE": "60", "XMARKS_SEED": "0x10",
                                  "XMARKS_VALUE_WEIGHTS": "5, 3,1",
-                                 "XMARKS_HOST": "0.0.0.0", "XMARKS_RX_BATCH": "64"}, {})
+                                 "XMARKS_HOST": "0.0.0.0", "XMARKS_RX_BATCH": "64",
+                                 "XMARKS_PUBLIC_ADDRESS": "198.51.100.7:7777"}, {})
     assert config.rates.tick_rate == 60.0
     assert config.rules.seed == 16
     assert config.rules.value_weights == (5, 3, 1)

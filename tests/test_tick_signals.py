@@ -9,7 +9,10 @@ import time
 import pytest
 
 from net.client import CONNECTED, ClientProtocol, Connected, Disconnected
+from net.keys import create_key_file
+from net.token import issue_token
 from net.udp import UdpEndpoint
+from tick.clock import unix_s
 
 
 def free_port() -> int:
@@ -28,15 +31,19 @@ def wait_for(predicate, timeout: float) -> bool:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_tells_clients_and_exits_zero(signum):
+def test_signal_tells_clients_and_exits_zero(signum, tmp_path):
     port = free_port()
+    key_file = tmp_path / "xmarks.key"
+    key = create_key_file(key_file)
     server = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--port", str(port), "--duration", "60"],
+        [sys.executable, "-m", "cli", "serve", "--port", str(port), "--duration", "60",
+         "--key-file", str(key_file)],
         stderr=subprocess.PIPE, text=True,
         env={"XMARKS_MAX_PLAYERS": "16", "XMARKS_TREASURE_COUNT": "8",
              **{k: v for k, v in __import__("os").environ.items() if not k.startswith("XMARKS_")}})
     endpoint = UdpEndpoint("127.0.0.1", 0)
-    client = ClientProtocol(name="watcher")
+    client = ClientProtocol(issue_token(key, 1, [("127.0.0.1", port)], "watcher",
+                                        unix_s(), 300))
     events = []
     try:
         lines = []

@@ -16,3 +16,14 @@ def sleep_until_ns(deadline_ns: int) -> None:
     delay = deadline_ns - time.monotonic_ns()
     if delay > 0:
         time.sleep(delay / 1e9)
+
+
+def unix_s() -> int:
+    """Whole seconds since the Unix epoch (wall clock: token create/expire times)."""
+    return int(time.time())
+
+
+def unix_origin_ms() -> int:
+    """Unix time in ms at monotonic time 0: unix ms of monotonic `t` ns is this + t // 10**6.
+    The network layer keeps monotonic time and converts with it (token expiry, cookies)."""
+    return int(time.time() * 1000) - time.monotonic_ns() // 1_000_000

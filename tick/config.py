@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from net.limits import NetLimits
+from net.security import SecuritySettings
 from sim.rules import GameRules
 from tick.rates import TickRates
 
@@ -15,6 +16,7 @@ class ServerConfig:
     rules: GameRules = field(default_factory=GameRules)
     limits: NetLimits = field(default_factory=NetLimits)
     rates: TickRates = field(default_factory=TickRates)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
     host: str = "127.0.0.1"
     port: int = 7777
     io: str = "auto"  # UDP path: "batched" (recvmmsg/sendmmsg, Linux), "portable", "auto"
@@ -24,6 +26,7 @@ class ServerConfig:
         self.rules.validate()
         self.limits.validate()
         self.rates.validate()
+        self.security.validate()
         try:
             ipaddress.IPv4Address(self.host)
         except ValueError:
@@ -32,3 +35,6 @@ class ServerConfig:
             raise ValueError(f"port must be an integer in 0..65535, got {self.port!r}")
         if self.io not in ("auto", "batched", "portable"):
             raise ValueError(f"io must be auto, batched or portable, got {self.io!r}")
+        if self.host == "0.0.0.0" and not self.security.public_address:
+            raise ValueError("public_address must be set (IPV4:PORT clients reach) when host "
+                             "is 0.0.0.0: connect tokens name the server's address")

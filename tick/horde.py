@@ -5,9 +5,13 @@ bots), the horde keeps every bot as a row of preallocated arrays (net.horde.Hord
 its loop makes a handful of kernel calls per iteration whatever the number of bots:
 
     drain the socket (batches of RX_BATCH, for up to 2 ms) -> receive_batch(now)
-    write_connects -> send_batch      (the ramp, resends every 250 ms)
+    write_connects -> send_batch      (the ramp, challenge responses, resends every 250 ms)
     write_inputs(now) -> send_batch   (every bot whose input time has come)
     sleep until poll_interval after the iteration began (unless datagrams are waiting)
+
+The horde is its own token service: it holds the server's token key and issues one
+connect token per bot (net.token.issue_token, the API `xmarks token` uses) when it is
+built; the kernels tag and check every packet with the tokens' session keys.
 
 This module is the only part of the horde that reads the clock (tick.clock, and the
 thread's CPU time for the saturation figures).
@@ -31,6 +35,7 @@ call), so an idle horde shows about 7% busy at the default poll_interval.
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -41,9 +46,10 @@ from net import horde as K
 from net.address import Address, ip_to_int
 from net.batch import DatagramBatch
 from net.drops import drops_by_reason
+from net.token import ConnectToken, issue_token
 from net.udp import UdpEndpoint
 from net.wire import CONNECT_REQUEST_SIZE
-from tick.clock import now_ns, sleep_until_ns
+from tick.clock import now_ns, sleep_until_ns, unix_s
 
 #: Datagrams per drain. An iteration drains for at most RX_BUDGET_NS, then sends what is
 #: due and comes straight back: a burst of snapshots (a server sends a whole tick's at
@@ -64,6 +70,10 @@ BELOW_FRACTION = 0.95
 #: average. (Skipped input times are reported but not part of it: on a VM a sleep can
 #: overshoot by 10 ms now and then, which skips inputs at 120 Hz without any CPU limit.)
 SATURATED_BUSY = 0.9
+#: Seconds the bots' connect tokens live from the horde's construction: a token is only
+#: checked while its bot connects, which may be late in a long run (the ramp, a server
+#: still starting), so a day.
+TOKEN_LIFETIME_S = 86_400
 
 
 def thread_cpu_ns() -> int:
@@ -118,17 +128,23 @@ class Horde:
     connect_timeout: seconds a bot keeps asking (default: the whole run, so a server still
     compiling its kernels is waited for). poll_interval: seconds between loop iterations
     (the resolution of receive times). endpoint: an open UdpEndpoint to use (tests).
-    One run per Horde: run() closes the endpoint it opened.
+    key: the server's 32-byte token key: the horde issues each bot a connect token for
+    `server` with it (client ids random, so two hordes on one server never collide), valid
+    for token_lifetime seconds from now. One run per Horde: run() closes the endpoint it
+    opened.
     """
 
     def __init__(self, server: Address, count: int, seed: int = 0,
                  input_rate: float | None = None, connect_rate: float = 2000.0,
                  io: str = "auto", connect_timeout: float | None = None,
-                 poll_interval: float = 0.0005, endpoint: UdpEndpoint | None = None) -> None:
+                 poll_interval: float = 0.0005, endpoint: UdpEndpoint | None = None, *,
+                 key: bytes, token_lifetime: int = TOKEN_LIFETIME_S) -> None:
         host, port = server
         self.server_ip = ip_to_int(host)  # IPv4 only (docs/PROTOCOL.md 2)
         if not 0 < port <= 0xFFFF:
             raise ValueError(f"server port must be in 1..65535, got {port!r}")
+        if not (isinstance(count, int) and 1 <= count <= 65535):  # a server's slots at most
+            raise ValueError(f"count must be an integer in 1..65535, got {count!r}")
         for name, value in (("input_rate", input_rate), ("connect_timeout", connect_timeout)):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number or None, got {value!r}")
@@ -142,7 +158,9 @@ class Horde:
         self.connect_rate = float(connect_rate)
         self.connect_timeout_ns = int(connect_timeout * 1e9) if connect_timeout else 0
         self.poll_ns = int(poll_interval * 1e9)
-        self.state = K.HordeState(count, seed)
+        # before the socket: a bad key or lifetime (TokenError, a ValueError) opens nothing
+        tokens = issue_tokens(key, (host, int(port)), count, unix_s(), token_lifetime)
+        self.state = K.HordeState(tokens, seed)  # state.tokens[b]: bot b's token
         self._own_endpoint = endpoint is None
         self.endpoint = endpoint or _open_endpoint(
             "127.0.0.1" if host.startswith("127.") else "0.0.0.0", io,
@@ -309,6 +327,19 @@ class Horde:
             duration_s=round((loop_end - start) / 1e9, 3),
             measured_s=round((loop_end - measure_from) / 1e9, 3),
         )
+
+
+def issue_tokens(key: bytes, server: Address, count: int, now_unix_s: int,
+                 lifetime_s: int) -> list[ConnectToken]:
+    """One connect token per bot for `server`, named "h<index>", with distinct client ids
+    drawn from the OS (not the horde's seed: ids of two runs, or two hordes, must not
+    collide on the server, which allows one session per client id)."""
+    ids: set[int] = set()
+    draw = random.SystemRandom()
+    while len(ids) < count:
+        ids.add(draw.getrandbits(63) | 1)
+    return [issue_token(key, client_id, [server], f"h{b}", now_unix_s, lifetime_s)
+            for b, client_id in enumerate(ids)]
 
 
 def _open_endpoint(host: str, io: str, rcvbuf: int) -> UdpEndpoint:

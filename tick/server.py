@@ -12,6 +12,7 @@ import gc
 import logging
 import signal
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -22,7 +23,8 @@ from net.server import ServerProtocol
 from net.udp import UdpEndpoint
 from sim import schema as S
 from sim.world import World, new_world
-from tick.clock import now_ns, sleep_until_ns
+from net.security import parse_address
+from tick.clock import now_ns, sleep_until_ns, unix_origin_ms
 from tick.config import ServerConfig
 from tick.schedule import next_deadline
 from tick.timings import FIRST_PHASE, TickTimings
@@ -41,20 +43,32 @@ MAX_DRAINS_PER_TICK = 16
 class GameServer:
     """One world served over UDP. Construct, then run(); stop() from a signal or thread."""
 
-    def __init__(self, config: ServerConfig, endpoint: UdpEndpoint | None = None) -> None:
+    def __init__(self, config: ServerConfig, endpoint: UdpEndpoint | None = None, *,
+                 key: bytes | Callable[[], bytes]) -> None:
+        """key: the 32-byte token key (net.keys), shared with whoever issues tokens, or a
+        function returning it, called once the socket is bound (so that a failed bind
+        creates no key file)."""
         config.validate()
         self.config = config
         self.tick_rate = float(config.rates.tick_rate)
         self.period_ns = int(round(1e9 / self.tick_rate))
         self.world: World = new_world(config.rules, self.tick_rate)
-        # session-id nonces come from the OS, not the world seed: they must not be guessable
-        self.protocol = ServerProtocol(self.world, config.limits, self.tick_rate,
-                                       snapshot_every=config.rates.snapshot_every)
         # a tick of inputs from every player, and a tick of snapshots to them, with room
         # for a late tick: the kernel caps this at rmem_max/wmem_max unless we are root
         buffer = 2 * config.rules.max_players * DATAGRAM_TRUESIZE
         self.endpoint = endpoint or UdpEndpoint(config.host, config.port, io=config.io,
                                                 rcvbuf=buffer, sndbuf=buffer)
+        # tokens name the address clients reach: the public one, else the one bound (whose
+        # port is known only now when it was 0)
+        security = config.security
+        public = parse_address(security.public_address) if security.public_address else None
+        # session-id nonces come from the OS, not the world seed: they must not be guessable
+        if callable(key):
+            key = key()
+        self.protocol = ServerProtocol(self.world, config.limits, self.tick_rate,
+                                       snapshot_every=config.rates.snapshot_every, key=key,
+                                       address=public or self.endpoint.address,
+                                       security=security, unix_origin_ms=unix_origin_ms())
         self.batch = DatagramBatch.allocate(config.limits.batch_size(config.rules.max_players))
         self.timings = TickTimings(config.rates.timing_ring)
         self.claims = 0

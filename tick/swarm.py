@@ -15,8 +15,9 @@ from net.client import (CONNECTED, ClientProtocol, Connected, Denied, Disconnect
                         Snapshot)
 from net.hunter import Hunter
 from net.udp import UdpEndpoint
-from net.wire import CONNECT_ACCEPT, CONNECT_DENY, HEADER_SIZE
-from tick.clock import now_ns, now_s, sleep_until_ns
+from net.token import issue_token
+from net.wire import CHALLENGE, CONNECT_ACCEPT, CONNECT_DENY, HEADER_SIZE
+from tick.clock import now_ns, now_s, sleep_until_ns, unix_s
 
 
 @dataclass
@@ -53,12 +54,19 @@ class Swarm:
     seconds (default: the whole run), so a server still compiling its kernels is waited for."""
 
     def __init__(self, server: Address, count: int, seed: int = 0, rate: float = 20.0,
-                 name_prefix: str = "bot", connect_timeout: float | None = None) -> None:
+                 name_prefix: str = "bot", connect_timeout: float | None = None, *,
+                 key: bytes, token_lifetime: int = 3600) -> None:
         self.server = server
         self.endpoint = UdpEndpoint("127.0.0.1" if server[0].startswith("127.") else "0.0.0.0", 0)
         rng = random.Random(seed)
         self.connect_timeout = connect_timeout
-        self.bots = [Bot(ClientProtocol(name=f"{name_prefix}-{i}", salt=rng.getrandbits(64) | 1),
+        # the bots are their own token service (they hold the server's key, as the
+        # operator's backend would): tokens come from the same API `xmarks token` uses
+        ids = random.SystemRandom()  # client ids must not collide across bot processes
+        now = unix_s()
+        self.bots = [Bot(ClientProtocol(issue_token(key, ids.getrandbits(63) | 1, [server],
+                                                    f"{name_prefix}-{i}", now, token_lifetime),
+                                        salt=rng.getrandbits(64) | 1),
                          Hunter(random.Random(rng.getrandbits(64)))) for i in range(count)]
         self.by_salt = {b.client.salt: b for b in self.bots}
         self.by_session: dict[int, Bot] = {}
@@ -106,7 +114,7 @@ class Swarm:
         if len(data) < HEADER_SIZE:
             return
         ptype = data[3]
-        if ptype in (CONNECT_ACCEPT, CONNECT_DENY) and len(data) >= HEADER_SIZE + 8:
+        if ptype in (CONNECT_ACCEPT, CONNECT_DENY, CHALLENGE) and len(data) >= HEADER_SIZE + 8:
             bot = self.by_salt.get(int.from_bytes(data[HEADER_SIZE:HEADER_SIZE + 8], "little"))
         else:
             bot = self.by_session.get(int.from_bytes(data[8:12], "little"))
