@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import signal
@@ -14,6 +13,7 @@ import click
 from cli.bench import bench
 from cli.settings import SettingsError, build_config
 from cli.token import token
+from net.address import parse_endpoint
 from net.keys import KeyFileError, ensure_key_file, load_key
 
 log = logging.getLogger("xmarks")
@@ -27,15 +27,11 @@ def _setup_logging(level: str) -> None:
 
 
 def _parse_endpoint(text: str) -> tuple[str, int]:
-    """IPv4:PORT -> (host, port); the server speaks IPv4 only."""
-    host, sep, port = text.rpartition(":")
+    """IPv4:PORT -> (host, port) as a click error; the server speaks IPv4 only."""
     try:
-        ipaddress.IPv4Address(host)
-    except ValueError:
-        host = ""
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"{text!r} is not IPV4:PORT (e.g. 127.0.0.1:7777)")
-    return host, int(port)
+        return parse_endpoint(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -3,11 +3,11 @@ one command, for trying the server out and for scripts)."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 
 import click
 
+from net.address import parse_endpoint
 from net.keys import KeyFileError, load_key
 from net.token import MAX_TOKEN_SERVERS, TokenError, issue_token
 from net.wire import MAX_NAME_BYTES
@@ -17,15 +17,11 @@ U64_MAX = 2**64 - 1
 
 
 def _parse_endpoint(text: str) -> tuple[str, int]:
-    """IPv4:PORT -> (host, port). A copy of cli.main's: importing main would be circular."""
-    host, sep, port = text.rpartition(":")
+    """IPv4:PORT -> (host, port), or the one-line usage error naming --server."""
     try:
-        ipaddress.IPv4Address(host)
-    except ValueError:
-        host = ""
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.UsageError(f"--server: {text!r} is not IPV4:PORT (e.g. 127.0.0.1:7777)")
-    return host, int(port)
+        return parse_endpoint(text)
+    except ValueError as exc:
+        raise click.UsageError(f"--server: {exc}") from None
 
 
 @click.command()

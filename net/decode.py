@@ -16,7 +16,7 @@ import numpy as np
 from net import drops as D
 from net.header import frame_drop
 from net.ratelimit import address_slot, gcra_take
-from net.replay import replay_fresh, replay_mark
+from net.replay import WINDOW, replay_fresh, replay_mark
 from net.sessions import (CONNECTED, S_C2S_K0, S_C2S_K1, S_ID, S_IP, S_LAST_HEARD,
                           S_LAST_RX_SEQ, S_PORT, S_RX_TAT, S_SNAPSHOT_ACK, S_STATE)
 from net.tag import tag_ok
@@ -38,7 +38,6 @@ GUARD_ROWS = 6
 
 _INPUT_MIN = HEADER_SIZE + INPUT_PREFIX.size
 _RECORD = INPUT_RECORD.size
-_WINDOW = 256  # net.replay: sequences this far behind the greatest are stale
 LOOPBACK_NET = 127  # the first octet of 127.0.0.0/8
 
 
@@ -152,7 +151,7 @@ def decode_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np.
         seq = read_u32(row, 12)
         greatest = sessions[S_LAST_RX_SEQ, slot]
         bits = replay[slot]
-        if seq == 0 or seq + _WINDOW <= greatest:
+        if seq == 0 or seq + WINDOW <= greatest:
             drops[D.STALE_SEQUENCE] += 1
             continue
         if not replay_fresh(bits, greatest, seq):

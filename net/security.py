@@ -7,12 +7,12 @@ loopback sources (127.0.0.0/8): those are the host's own bots and tools.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from net.address import parse_endpoint
 from net.errors import LimitsError
 from net.ratelimit import gcra_params
 
@@ -61,13 +61,8 @@ class SecuritySettings:
 
 def parse_address(text: str) -> tuple[str, int]:
     """'IPV4:PORT' -> (ip, port); LimitsError naming public_address otherwise."""
-    host, sep, port = text.rpartition(":")
     try:
-        ipaddress.IPv4Address(host)
-        ok = bool(sep) and port.isdigit() and 0 < int(port) < 65536
+        return parse_endpoint(text)
     except ValueError:
-        ok = False
-    if not ok:
         raise LimitsError(f"public_address must be IPV4:PORT such as 203.0.113.5:7777, "
-                          f"got {text!r}")
-    return host, int(port)
+                          f"got {text!r}") from None

@@ -23,7 +23,7 @@ from net.decode import (CTRL_BAD_VERSION, CTRL_CONNECT, CTRL_DISCONNECT, CTRL_RE
 from net.events import PlayerJoined, PlayerLeft
 from net.handshake import Gatekeeper
 from net.limits import NetLimits
-from net.ratelimit import ADDRESS_TABLE_SIZE
+from net.ratelimit import new_address_table
 from net.security import SecuritySettings
 from net.sessions import (CONNECTED, FREE, S_C2S_K0, S_C2S_K1, S_CLIENT_ID, S_ID, S_IP,
                           S_LAST_HEARD, S_LAST_RX_SEQ, S_PORT, S_S2C_K0, S_S2C_K1, S_SALT,
@@ -90,8 +90,7 @@ class ServerProtocol:
         self._by_client: dict[int, int] = {}  # client id -> slot of its open session
         self._per_ip: dict[int, int] = {}  # IPv4 -> open sessions from it
         self.guard = security.guard()
-        self._addr_ip = np.full(ADDRESS_TABLE_SIZE, -1, np.int64)
-        self._addr_tat = np.zeros(ADDRESS_TABLE_SIZE, np.int64)
+        self._addr_ip, self._addr_tat = new_address_table()
         self._all_tat = np.zeros(1, np.int64)
         self._free = list(range(self.capacity))  # a heap: the lowest free slot is reused first
         self._rng = rng or random.SystemRandom()

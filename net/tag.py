@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from net.siphash import key_words, siphash24
+from net.wire import TAG_SIZE
 from sim.jit import kernel
-
-TAG_SIZE = 8
 
 
 @kernel(inline=True)

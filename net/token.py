@@ -12,6 +12,7 @@ import base64
 import binascii
 import ipaddress
 import os
+import random
 import re
 import socket
 import struct
@@ -197,6 +198,19 @@ def issue_token(key: bytes, client_id: int, servers, name: str, now: int, lifeti
     sealed = ChaCha20Poly1305(bytes(key)).encrypt(bytes(nonce), plain, _ad(expire))
     return ConnectToken(client_id, now, expire, bytes(nonce), sealed, bytes(c2s_key),
                         bytes(s2c_key), servers)
+
+
+def issue_tokens(key: bytes, server: tuple[str, int], count: int, now: int, lifetime: int,
+                 prefix: str = "h") -> list[ConnectToken]:
+    """`count` tokens for `server` (bots are their own token service), named prefix + index,
+    with distinct client ids drawn from the OS: never from a bot seed, since the ids of two
+    runs or two bot processes must not collide on a server that allows one session each."""
+    ids: set[int] = set()
+    draw = random.SystemRandom()
+    while len(ids) < count:
+        ids.add(draw.getrandbits(63) | 1)
+    return [issue_token(key, client_id, [server], f"{prefix}{b}", now, lifetime)
+            for b, client_id in enumerate(ids)]
 
 
 class TokenOpener:

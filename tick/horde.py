@@ -10,7 +10,7 @@ its loop makes a handful of kernel calls per iteration whatever the number of bo
     sleep until poll_interval after the iteration began (unless datagrams are waiting)
 
 The horde is its own token service: it holds the server's token key and issues one
-connect token per bot (net.token.issue_token, the API `xmarks token` uses) when it is
+connect token per bot (net.token.issue_tokens, over the API `xmarks token` uses) when it is
 built; the kernels tag and check every packet with the tokens' session keys.
 
 This module is the only part of the horde that reads the clock (tick.clock, and the
@@ -35,7 +35,6 @@ call), so an idle horde shows about 7% busy at the default poll_interval.
 from __future__ import annotations
 
 import math
-import random
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -46,7 +45,7 @@ from net import horde as K
 from net.address import Address, ip_to_int
 from net.batch import DatagramBatch
 from net.drops import drops_by_reason
-from net.token import ConnectToken, issue_token
+from net.token import issue_tokens
 from net.udp import UdpEndpoint
 from net.wire import CONNECT_REQUEST_SIZE
 from tick.clock import now_ns, sleep_until_ns, unix_s
@@ -327,19 +326,6 @@ class Horde:
             duration_s=round((loop_end - start) / 1e9, 3),
             measured_s=round((loop_end - measure_from) / 1e9, 3),
         )
-
-
-def issue_tokens(key: bytes, server: Address, count: int, now_unix_s: int,
-                 lifetime_s: int) -> list[ConnectToken]:
-    """One connect token per bot for `server`, named "h<index>", with distinct client ids
-    drawn from the OS (not the horde's seed: ids of two runs, or two hordes, must not
-    collide on the server, which allows one session per client id)."""
-    ids: set[int] = set()
-    draw = random.SystemRandom()
-    while len(ids) < count:
-        ids.add(draw.getrandbits(63) | 1)
-    return [issue_token(key, client_id, [server], f"h{b}", now_unix_s, lifetime_s)
-            for b, client_id in enumerate(ids)]
 
 
 def _open_endpoint(host: str, io: str, rcvbuf: int) -> UdpEndpoint:

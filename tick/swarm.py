@@ -15,7 +15,7 @@ from net.client import (CONNECTED, ClientProtocol, Connected, Denied, Disconnect
                         Snapshot)
 from net.hunter import Hunter
 from net.udp import UdpEndpoint
-from net.token import issue_token
+from net.token import issue_tokens
 from net.wire import CHALLENGE, CONNECT_ACCEPT, CONNECT_DENY, HEADER_SIZE
 from tick.clock import now_ns, now_s, sleep_until_ns, unix_s
 
@@ -62,12 +62,9 @@ class Swarm:
         self.connect_timeout = connect_timeout
         # the bots are their own token service (they hold the server's key, as the
         # operator's backend would): tokens come from the same API `xmarks token` uses
-        ids = random.SystemRandom()  # client ids must not collide across bot processes
-        now = unix_s()
-        self.bots = [Bot(ClientProtocol(issue_token(key, ids.getrandbits(63) | 1, [server],
-                                                    f"{name_prefix}-{i}", now, token_lifetime),
-                                        salt=rng.getrandbits(64) | 1),
-                         Hunter(random.Random(rng.getrandbits(64)))) for i in range(count)]
+        tokens = issue_tokens(key, server, count, unix_s(), token_lifetime, f"{name_prefix}-")
+        self.bots = [Bot(ClientProtocol(token, salt=rng.getrandbits(64) | 1),
+                         Hunter(random.Random(rng.getrandbits(64)))) for token in tokens]
         self.by_salt = {b.client.salt: b for b in self.bots}
         self.by_session: dict[int, Bot] = {}
         self.rate = rate
