@@ -1,0 +1,1 @@
+"""The durable layer: the hunt ledger (claims, scores, joins) and world checkpoints."""
