@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 
@@ -14,6 +15,17 @@ def _progress(quiet: bool):
         if not quiet:
             click.echo(f"bench: {message}", err=True)
     return say
+
+
+def _check_writable(path: str) -> None:
+    """A usage error unless a file can be created at `path` (a directory that exists and
+    is writable; not a directory itself)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise click.UsageError(f"--record-timings: {path} is a directory")
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise click.UsageError(f"--record-timings: cannot write {path} (no writable "
+                               f"directory {folder})")
 
 
 def _command_line() -> str:
@@ -40,6 +52,9 @@ def _command_line() -> str:
 @click.option("--seed", type=int, default=None, help="World and bots seed (default 1).")
 @click.option("--connect-rate", type=float, default=None,
               help="New bots per second during the warm-up (default 2000).")
+@click.option("--encode-threads", type=int, default=None,
+              help="The server encodes snapshots on this many threads (default 1); above 1 "
+                   "the server is not pinned to one core.")
 @click.option("--scenario", default=None, metavar="NAME",
               help="Values from profiling/scenarios.toml; the flags given override them.")
 @click.option("--list-scenarios", is_flag=True, help="Print the scenarios and exit.")
@@ -49,8 +64,12 @@ def _command_line() -> str:
               help="Repeats of the kernel floor probe (the median is reported).")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.option("--record-timings", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE", help="Record every tick of the measured server (its whole "
+              "run) to FILE for `xmarks profile FILE`.")
 def bench(players, tick_rate, snapshot_rate, duration, warmup, visible, io, seed,
-          connect_rate, scenario, list_scenarios, pin, probe_repeats, as_json, quiet) -> None:
+          connect_rate, encode_threads, scenario, list_scenarios, pin, probe_repeats, as_json, quiet,
+          record_timings) -> None:
     """Benchmark a server under a bot horde: two processes on 127.0.0.1, one report.
 
     Starts `xmarks serve` and the bots (each pinned to its own core), lets the bots connect
@@ -84,14 +103,17 @@ def bench(players, tick_rate, snapshot_rate, duration, warmup, visible, io, seed
         return
     flags = {"players": players, "tick_rate": tick_rate, "snapshot_rate": snapshot_rate,
              "duration": duration, "warmup": warmup, "visible": visible, "io": io,
-             "seed": seed, "connect_rate": connect_rate}
+             "seed": seed, "connect_rate": connect_rate, "encode_threads": encode_threads}
     try:
         spec = make_spec(scenario, flags, pin=pin, probe_repeats=probe_repeats)
     except BenchUsageError as exc:
         raise click.UsageError(str(exc)) from None
+    if record_timings:  # fail now, not after the server's start
+        _check_writable(record_timings)
     command = _command_line()
     try:
-        report = run_bench(spec, progress=_progress(quiet), command=command)
+        report = run_bench(spec, progress=_progress(quiet), command=command,
+                           record_timings=record_timings)
     except BenchUsageError as exc:
         raise click.UsageError(str(exc)) from None
     except BenchError as exc:

@@ -9,6 +9,9 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
+from net.admin_http import AdminSettings
+from store.settings import StoreSettings
+from net.admin_token import TOKEN_ENV
 from net.limits import NetLimits
 from net.security import SecuritySettings
 from sim.rules import GameRules
@@ -22,7 +25,13 @@ class SettingsError(ValueError):
 
 #: TOML sections and the settings dataclass each fills. "server" holds host and port.
 SECTIONS = {"game": GameRules, "net": NetLimits, "tick": TickRates,
-            "security": SecuritySettings}
+            "security": SecuritySettings, "admin": AdminSettings, "store": StoreSettings}
+#: XMARKS_ variables that are not settings (secrets read where they are used).
+# XMARKS_ variables that are not server settings: the admin token, and where the operator
+# commands find the admin API (cli.admin_client; XMARKS_ADMIN_TOKEN_FILE is the server's
+# admin_token_file setting, which the commands read too)
+NOT_SETTINGS = frozenset({TOKEN_ENV, "XMARKS_ADMIN"})
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 SERVER_KEYS = ("host", "port", "io")
 
 
@@ -52,7 +61,11 @@ def _coerce(key: str, value: Any, default: Any, from_env: bool) -> Any:
     strings: in TOML a number written as a string is a mistake."""
     try:
         if isinstance(default, bool):
-            raise TypeError
+            if isinstance(value, str) and from_env and value.strip().lower() in _TRUE + _FALSE:
+                return value.strip().lower() in _TRUE
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
         if isinstance(value, str) and not from_env and not isinstance(default, str):
             raise TypeError
         if isinstance(default, int):
@@ -78,7 +91,8 @@ def _coerce(key: str, value: Any, default: Any, from_env: bool) -> Any:
                 raise TypeError
             return value
     except (TypeError, ValueError):
-        kind = {int: "an integer", float: "a number", str: "a string"}.get(
+        kind = {int: "an integer", float: "a number", str: "a string",
+                bool: "true or false"}.get(
             type(default), "a list of integers")
         raise SettingsError(f"{key} must be {kind}, got {value!r}") from None
     raise SettingsError(f"{key} cannot be set")
@@ -117,7 +131,7 @@ def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
     """XMARKS_<SETTING> variables, e.g. XMARKS_TICK_RATE=30; unknown names are errors."""
     flat = {}
     for name, value in environ.items():
-        if not name.startswith("XMARKS_"):
+        if not name.startswith("XMARKS_") or name in NOT_SETTINGS:
             continue
         key = name[len("XMARKS_"):].lower()
         if _section_of_safe(key) is None:
@@ -146,7 +160,8 @@ def build_config(path: str | None = None, environ: Mapping[str, str] | None = No
         section = _section_of(key)
         default = getattr(base, key) if section == "server" else getattr(
             getattr(base, {"game": "rules", "net": "limits", "tick": "rates",
-                           "security": "security"}[section]), key)
+                           "security": "security", "admin": "admin",
+                           "store": "store"}[section]), key)
         from_env = key in env and env[key] is value
         try:
             parts[section][key] = _coerce(key, value, default, from_env)
@@ -155,6 +170,7 @@ def build_config(path: str | None = None, environ: Mapping[str, str] | None = No
     config = ServerConfig(
         rules=GameRules(**parts["game"]), limits=NetLimits(**parts["net"]),
         rates=TickRates(**parts["tick"]), security=SecuritySettings(**parts["security"]),
+        admin=AdminSettings(**parts["admin"]), store=StoreSettings(**parts["store"]),
         **parts["server"])
     try:
         config.validate()

@@ -28,6 +28,9 @@ from net.wire import (BUTTON_DIG, CHALLENGE, CHALLENGE_RESPONSE, CHALLENGE_RESPO
 
 #: Snapshots a client keeps as possible baselines: more than any server ring (64 at most).
 HELD_SNAPSHOTS = 64
+#: A CHALLENGE_RESPONSE is sent this many times (one resend_interval apart) before the
+#: client asks for a new challenge with a fresh CONNECT_REQUEST.
+RESPONSE_RESENDS = 8
 
 DISCONNECTED, CONNECTING, CONNECTED, DENIED, CLOSED = ("disconnected", "connecting",
                                                        "connected", "denied", "closed")
@@ -71,6 +74,9 @@ class Snapshot:
     leaderboard: list[tuple[int, int]] | None  # slot, score
     hunt_result: tuple[int, list[tuple[int, int]]] | None
     baseline: int | None = None  # the tick this snapshot was a delta against, if any
+    # this client's own claims still in flight: tick, treasure, value, confirmed (durable
+    # in the server's ledger), oldest first
+    own_claims: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ class ClientProtocol:
         self.info: ServerInfo | None = None
         self.drops = D.new_drop_counters()
         self._response: bytes | None = None  # the CHALLENGE_RESPONSE, once challenged
+        self._response_sent = 0  # times it was sent
         self._tx_seq = 0
         self._rx_seq = 0
         self._input_seq = 0
@@ -119,6 +126,9 @@ class ClientProtocol:
         self._last_sent = 0.0
         self._last_heard = 0.0
         self.last_snapshot_tick = 0
+        # own claims the server confirmed durable, (tick, treasure) -> value: a confirmed
+        # claim is final (it survives a server crash); "my" repeats it until acked
+        self.confirmed: dict[tuple[int, int], int] = {}
         # entity lists of recent snapshots by tick: the baselines deltas refer to
         self.held: OrderedDict[int, Held] = OrderedDict()
 
@@ -135,10 +145,17 @@ class ClientProtocol:
         return self._request(now)
 
     def _request(self, now: float) -> bytes:
-        """The CONNECT_REQUEST, or once challenged the CHALLENGE_RESPONSE, to (re)send."""
+        """The CONNECT_REQUEST, or once challenged the CHALLENGE_RESPONSE, to (re)send.
+
+        A response unanswered RESPONSE_RESENDS times is given up for a new request: the
+        challenge is bound to the address it was sent to, and a NAT that rebinds the
+        client's port (or a cookie that expired) makes every further resend useless."""
         self._last_sent = now
         if self._response is not None:
-            return self._response
+            self._response_sent += 1
+            if self._response_sent <= RESPONSE_RESENDS:
+                return self._response
+            self._response = None
         packet = (pack_header(CONNECT_REQUEST, 0, 0) + self.salt.to_bytes(8, "little")
                   + self.token.request_fields())
         return packet + bytes(CONNECT_REQUEST_SIZE - len(packet))
@@ -246,6 +263,9 @@ class ClientProtocol:
         while len(self.held) > HELD_SNAPSHOTS:
             self.held.popitem(last=False)
         self.last_snapshot_tick = snapshot.tick  # the ack: newest held (sequences only grow)
+        for tick, treasure, value, confirmed in snapshot.own_claims:
+            if confirmed:
+                self.confirmed[(tick, treasure)] = value
         return [snapshot]
 
     def _on_accept(self, data: bytes, sid: int, now: float) -> list:
@@ -299,6 +319,7 @@ class ClientProtocol:
                 + data[COOKIE_AT:COOKIE_AT + COOKIE_SIZE])
         body += bytes(CHALLENGE_RESPONSE_SIZE - TAG_SIZE - len(body))
         self._response = sign(body, self._c2s)
+        self._response_sent = 0
         self._last_sent = now - self.resend_interval  # poll() sends it at once
         return []
 
@@ -424,10 +445,12 @@ def decode_snapshot(data: bytes, sequence: int, info: ServerInfo,
     me = _uints(m.get("me"), 6)
     claims = _uints(m.get("ev", []), 4)
     board = _uints(m["lb"], 2) if "lb" in m else []
+    own = _uints(m.get("my", []), 4)
     result = m.get("hr", [0])
     tick, ack, b = m.get("t"), m.get("a"), m.get("b")
     if (type(tick) is not int or type(ack) is not int or hunt is None or len(hunt) != 1
             or me is None or len(me) != 1 or claims is None or board is None
+            or own is None or not all(c[3] in (0, 1) for c in own)
             or not isinstance(result, list) or not result
             or not (b is None or type(b) is int)):
         return None, None, "bad_payload"
@@ -456,6 +479,7 @@ def decode_snapshot(data: bytes, sequence: int, info: ServerInfo,
         leaderboard=list(board) if "lb" in m else None,
         hunt_result=(result[0], list(result_rows)) if "hr" in m else None,
         baseline=b,
+        own_claims=list(own),
     )
     return snapshot, lists, ""
 

@@ -17,6 +17,7 @@ from net import drops as D
 from net.header import frame_drop
 from net.ratelimit import address_slot, gcra_take
 from net.replay import WINDOW, replay_fresh, replay_mark
+from net.rtt import rtt_sample
 from net.sessions import (CONNECTED, S_C2S_K0, S_C2S_K1, S_ID, S_IP, S_LAST_HEARD,
                           S_LAST_RX_SEQ, S_PORT, S_RX_TAT, S_SNAPSHOT_ACK, S_STATE)
 from net.tag import tag_ok
@@ -27,14 +28,16 @@ from net.wire import (BUTTON_DIG, CHALLENGE_RESPONSE,
 from sim.jit import kernel
 from sim.schema import P_DIG, P_INPUT_SEQ, P_MOVE_X, P_MOVE_Y
 
-# What a control entry asks Python to do.
-CTRL_CONNECT, CTRL_BAD_VERSION, CTRL_DISCONNECT, CTRL_RESPONSE = 1, 2, 3, 4
+# What a control entry asks Python to do. CTRL_MOVED: the session's address changed (the
+# kernel already wrote it to the session table; Python updates its own address books).
+CTRL_CONNECT, CTRL_BAD_VERSION, CTRL_DISCONNECT, CTRL_RESPONSE, CTRL_MOVED = 1, 2, 3, 4, 5
 
 # Rate-limit parameters, int64[GUARD_ROWS] (net.ratelimit.gcra_params): per address and
-# global for handshake packets, per session for the rest.
+# global for handshake packets, per session for the rest; then the silence (ns) of its
+# address after which a session may move (net.security move_after_silence).
 (G_ADDR_INTERVAL, G_ADDR_TOLERANCE, G_ALL_INTERVAL, G_ALL_TOLERANCE, G_SESSION_INTERVAL,
- G_SESSION_TOLERANCE) = range(6)
-GUARD_ROWS = 6
+ G_SESSION_TOLERANCE, G_MOVE_SILENCE) = range(7)
+GUARD_ROWS = 7
 
 _INPUT_MIN = HEADER_SIZE + INPUT_PREFIX.size
 _RECORD = INPUT_RECORD.size
@@ -75,16 +78,18 @@ def decode_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np.
                  count: int, sessions: np.ndarray, replay: np.ndarray, pi: np.ndarray,
                  now: int, guard: np.ndarray, addr_ip: np.ndarray, addr_tat: np.ndarray,
                  all_tat: np.ndarray, drops: np.ndarray, accepted: np.ndarray,
-                 ctrl_index: np.ndarray, ctrl_kind: np.ndarray) -> int:
+                 ctrl_index: np.ndarray, ctrl_kind: np.ndarray, sent: np.ndarray) -> int:
     """Check and apply datagrams 0..count-1; return how many control entries were written.
 
     data: uint8[N, B]; length, ip, port: per datagram; sessions: int64[SESSION_ROWS, P];
     replay: int64[P, REPLAY_WORDS]; pi: int32[11, P] player ints (input rows are written);
     now: ns; guard: int64[GUARD_ROWS]; addr_ip, addr_tat, all_tat: rate-limit state
     (handshake_limited); drops: int64[reasons]; accepted: int64[16] by packet type;
-    ctrl_index, ctrl_kind: int32[N] (out). Checks run cheapest first, in the order
-    docs/PROTOCOL.md 9.1 gives; the first that fails counts one drop and moves on. A packet
-    is marked received only after its tag verified. Nothing is raised, nothing allocated.
+    ctrl_index, ctrl_kind: int32[N] (out); sent: int64[2, SENT_RING] snapshot send times
+    by tick (net.rtt: an ack of a new tick updates the session's RTT). Checks run cheapest
+    first, in the order docs/PROTOCOL.md 9.1 gives; the first that fails counts one drop
+    and moves on. A packet is marked received only after its tag verified. Nothing is
+    raised, nothing allocated.
     """
     n_ctrl = 0
     capacity = sessions.shape[1]
@@ -145,9 +150,11 @@ def decode_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np.
         if slot >= capacity or sessions[S_STATE, slot] != CONNECTED or sessions[S_ID, slot] != sid:
             drops[D.UNKNOWN_SESSION] += 1
             continue
-        if sessions[S_IP, slot] != ip[i] or sessions[S_PORT, slot] != port[i]:
-            drops[D.WRONG_ADDRESS] += 1
-            continue
+        # From another address: a session moves there (NAT rebinding, a phone switching
+        # networks) only for a packet that authenticates and is newer than any before it,
+        # once its address has been silent for a while; anything else from there is
+        # wrong_address (after the cheap checks)
+        moved = sessions[S_IP, slot] != ip[i] or sessions[S_PORT, slot] != port[i]
         seq = read_u32(row, 12)
         greatest = sessions[S_LAST_RX_SEQ, slot]
         bits = replay[slot]
@@ -158,7 +165,13 @@ def decode_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np.
             drops[D.REPLAYED] += 1
             continue
         if not tag_ok(row, n, sessions[S_C2S_K0, slot], sessions[S_C2S_K1, slot]):
-            drops[D.BAD_TAG] += 1
+            drops[D.WRONG_ADDRESS if moved else D.BAD_TAG] += 1
+            continue
+        # late from elsewhere never moves a session back; nor does anything while its
+        # address still talks (a captured packet raced from elsewhere)
+        if moved and (seq <= greatest
+                      or now - sessions[S_LAST_HEARD, slot] < guard[G_MOVE_SILENCE]):
+            drops[D.WRONG_ADDRESS] += 1
             continue
         if not gcra_take(sessions[S_RX_TAT], slot, now, guard[G_SESSION_INTERVAL],
                          guard[G_SESSION_TOLERANCE]):
@@ -168,9 +181,18 @@ def decode_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np.
         sessions[S_LAST_RX_SEQ, slot] = replay_mark(bits, greatest, seq)
         sessions[S_LAST_HEARD, slot] = now
         accepted[ptype] += 1
+        if moved:
+            sessions[S_IP, slot] = ip[i]
+            sessions[S_PORT, slot] = port[i]
+            ctrl_index[n_ctrl] = i
+            ctrl_kind[n_ctrl] = CTRL_MOVED
+            n_ctrl += 1
         if ptype == INPUT:
             if newest:  # a late packet's ack is older than the one already kept
-                sessions[S_SNAPSHOT_ACK, slot] = read_u32(row, HEADER_SIZE)
+                ack = read_u32(row, HEADER_SIZE)
+                if ack != sessions[S_SNAPSHOT_ACK, slot]:  # first word of a new tick
+                    sessions[S_SNAPSHOT_ACK, slot] = ack
+                    rtt_sample(sessions, slot, ack, now, sent)
             at = _INPUT_MIN  # the newest record comes first
             input_seq = read_u32(row, at)
             # the int32 row holds the u32's bits: compare as unsigned

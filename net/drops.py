@@ -9,14 +9,14 @@ import numpy as np
  UNKNOWN_SESSION, WRONG_ADDRESS, STALE_SEQUENCE, BAD_PAYLOAD, DUPLICATE_CONNECT,
  SERVER_FULL, NO_BASELINE, REPLAYED, BAD_TAG, RATE_LIMITED, BAD_TOKEN, TOKEN_EXPIRED,
  WRONG_SERVER, TOKEN_REUSED, DUPLICATE_CLIENT, BAD_CHALLENGE, CHALLENGE_EXPIRED,
- ADDRESS_LIMIT, SHUTTING_DOWN) = range(26)
+ ADDRESS_LIMIT, SHUTTING_DOWN, BANNED) = range(27)
 
 REASONS = ("too_short", "oversize", "bad_protocol", "bad_version", "bad_flags", "bad_type",
            "bad_length", "unknown_session", "wrong_address", "stale_sequence", "bad_payload",
            "duplicate_connect", "server_full", "no_baseline", "replayed", "bad_tag",
            "rate_limited", "bad_token", "token_expired", "wrong_server", "token_reused",
            "duplicate_client", "bad_challenge", "challenge_expired", "address_limit",
-           "shutting_down")
+           "shutting_down", "banned")
 
 
 def new_drop_counters() -> np.ndarray:

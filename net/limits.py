@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from net.errors import LimitsError
 from net.wire import HEADER_SIZE, MAX_DATAGRAM, TAG_SIZE
 
-CLAIM_EVENTS_MAX = 16  # sim.schema.CLAIM_RING: recent claims a snapshot may carry
+CLAIM_EVENTS_MAX = 12  # recent claims nearby a snapshot may carry, the newest ("ev")
+OWN_CLAIMS_MAX = 4  # net.snapshot_ring.OWN_CLAIMS: the client's own claims ("my")
 LEADERBOARD_MAX = 16  # sim.rules.GameRules.leaderboard_size upper bound
 
 
@@ -26,6 +27,12 @@ class NetLimits:
     snapshot_ring: int = 8  # past snapshots kept per client as delta baselines
     aoi_hysteresis: float = 0.1  # in view within r, out of view only beyond r * (1 + this)
     delta_tolerance: float = 0.25  # world units a client's extrapolation may be off
+    # snapshots are encoded in this many parts, each on its own thread (1: all on the tick
+    # thread); the bytes sent are the same whatever the number
+    encode_threads: int = 1
+    # a timed-out player stays in the world this long (standing still); its client id
+    # connecting again takes it back with its score and place (0: it leaves at once)
+    reconnect_grace: float = 30.0
 
     def validate(self) -> None:
         """Raise LimitsError naming the first bad field."""
@@ -39,10 +46,16 @@ class NetLimits:
             raise LimitsError(f"rx_batch must be an integer in 0..65536 (0: max_players), "
                               f"got {self.rx_batch!r}")
         for name, low, top in (("max_visible_players", 1, 120),
-                               ("max_visible_treasures", 1, 32), ("snapshot_ring", 2, 64)):
+                               ("max_visible_treasures", 1, 32), ("snapshot_ring", 2, 64),
+                               ("encode_threads", 1, 64)):
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= top):
                 raise LimitsError(f"{name} must be an integer in {low}..{top}, got {value!r}")
+        grace = self.reconnect_grace
+        if (isinstance(grace, bool) or not isinstance(grace, (int, float))
+                or not math.isfinite(grace) or not 0 <= grace <= 86400):
+            raise LimitsError(f"reconnect_grace must be a number of seconds in 0..86400, "
+                              f"got {grace!r}")
         for name in ("aoi_hysteresis", "delta_tolerance"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 1000):
@@ -85,5 +98,6 @@ def worst_snapshot_size(players: int, treasures: int) -> int:
     treasure = 3 * u16 + value
     size += 2 * (key + arr) + treasures * (idx + treasure)  # "tx" + "tn" (or "tr")
     size += key + arr + CLAIM_EVENTS_MAX * (u32 + u16 + u16 + value)  # "ev"
+    size += key + arr + OWN_CLAIMS_MAX * (u32 + u16 + value + 1)  # "my" (confirmed: 0/1)
     size += key + arr + u32 + LEADERBOARD_MAX * (u16 + u32)  # "hr" (or the smaller "lb")
     return size

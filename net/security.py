@@ -31,6 +31,9 @@ class SecuritySettings:
     packet_rate: float = 250.0  # packets per second one session may send
     max_sessions_per_address: int = 16  # open sessions from one IPv4 address; 0: no limit
     challenge_timeout: float = 10.0  # seconds a challenge cookie stays valid
+    # a session moves to a new address only after its current one was silent this long:
+    # a captured packet raced from elsewhere cannot pull a live session away
+    move_after_silence: float = 0.25
 
     def validate(self) -> None:
         """Raise LimitsError naming the first bad field."""
@@ -46,16 +49,23 @@ class SecuritySettings:
         if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535):
             raise LimitsError(f"max_sessions_per_address must be an integer in 0..65535 "
                               f"(0: no limit), got {value!r}")
+        value = self.move_after_silence
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value) or not 0 <= value <= 3600):
+            raise LimitsError(f"move_after_silence must be a number of seconds in 0..3600, "
+                              f"got {value!r}")
         value = self.challenge_timeout
         if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= 3600):
             raise LimitsError(f"challenge_timeout must be a number of seconds in (0, 3600], "
                               f"got {value!r}")
 
     def guard(self) -> np.ndarray:
-        """int64[net.decode.GUARD_ROWS]: GCRA interval and tolerance (ns) per limit."""
+        """int64[net.decode.GUARD_ROWS]: GCRA interval and tolerance (ns) per limit, then
+        the silence (ns) before a session may move to another address."""
         out = []
         for rate in (self.connect_rate_per_address, self.connect_rate, self.packet_rate):
             out += gcra_params(rate, max(MIN_BURST, rate * BURST_SECONDS))
+        out.append(int(self.move_after_silence * 1e9))
         return np.array(out, np.int64)
 
 

@@ -16,21 +16,25 @@ import numpy as np
 
 from net import drops as D
 from net.address import Address, int_to_ip, ip_to_int
+from net.bans import BanList
 from net.batch import DatagramBatch
 from net.cookie import Cookie
-from net.decode import (CTRL_BAD_VERSION, CTRL_CONNECT, CTRL_DISCONNECT, CTRL_RESPONSE,
+from net.decode import (CTRL_BAD_VERSION, CTRL_CONNECT, CTRL_DISCONNECT, CTRL_MOVED,
+                        CTRL_RESPONSE,
                         LOOPBACK_NET, decode_batch)
-from net.events import PlayerJoined, PlayerLeft
+from net.events import PlayerAway, PlayerJoined, PlayerLeft, PlayerMoved
 from net.handshake import Gatekeeper
 from net.limits import NetLimits
 from net.ratelimit import new_address_table
+from net.rtt import new_sent_ring, note_sent
 from net.security import SecuritySettings
-from net.sessions import (CONNECTED, FREE, S_C2S_K0, S_C2S_K1, S_CLIENT_ID, S_ID, S_IP,
-                          S_LAST_HEARD, S_LAST_RX_SEQ, S_PORT, S_S2C_K0, S_S2C_K1, S_SALT,
-                          S_SNAPSHOT_ACK, S_STATE, S_TX_SEQ, S_JOINED, new_replay_table,
+from net.sessions import (AWAY, CONNECTED, FREE, S_C2S_K0, S_C2S_K1, S_CLIENT_ID, S_ID, S_IP,
+                          S_LAST_HEARD, S_LAST_RX_SEQ, S_PORT, S_RTT, S_S2C_K0, S_S2C_K1,
+                          S_SALT, S_SNAPSHOT_ACK, S_STATE, S_TX_SEQ, S_JOINED, new_replay_table,
                           new_session_table, session_id)
 from net.siphash import key_words
-from net.snapshot import SnapshotCaps, count_sizes, encode_snapshots, new_encode_scratch
+from net.snapshot import (SnapshotCaps, count_sizes, encode_range, merge_parts,
+                          new_encode_scratch, prepare_snapshots, split_sessions)
 from net.snapshot_ring import new_snapshot_ring, reset_client
 from net.tag import sign
 from net.timeouts import expired_sessions
@@ -40,6 +44,7 @@ from net.wire import (CONNECT_ACCEPT, CONNECT_ACCEPT_BODY, CONNECT_DENY, CONNECT
                       DISCONNECT_TIMED_OUT, DISCONNECT_KICKED, HEADER_SIZE, MAX_DATAGRAM,
                       pack_header)
 from sim.jit import bind
+from sim.schema import P_DIG, P_GEN, P_INPUT_SEQ, P_MOVE_X, P_MOVE_Y
 from sim.rules import seconds_to_ticks
 from sim.world import World
 
@@ -88,6 +93,12 @@ class ServerProtocol:
         self.unix_origin_ms = unix_origin_ms
         self._s2c: list[bytes] = [b""] * self.capacity  # server-to-client keys, for replies
         self._by_client: dict[int, int] = {}  # client id -> slot of its open session
+        # client id -> slot of its player waiting for it (AWAY), and a heap of (deadline ns,
+        # slot, session id) for when each wait ends
+        self._away: dict[int, int] = {}
+        self._away_ends: list[tuple[int, int, int]] = []
+        self.grace_ns = int(limits.reconnect_grace * 1e9)
+        self.moves = 0  # sessions that changed address
         self._per_ip: dict[int, int] = {}  # IPv4 -> open sessions from it
         self.guard = security.guard()
         self._addr_ip, self._addr_tat = new_address_table()
@@ -98,9 +109,12 @@ class ServerProtocol:
         self._answered: set[int] = set()  # slots sent an accept while handling this batch
         self.accepting = True
         self.timeout_ns = int(limits.session_timeout * 1e9)
+        self.bans = BanList()  # checked on handshake packets only (docs/PROTOCOL.md 9.2)
+        self.sent = new_sent_ring()  # send time of each recent tick's snapshots (net.rtt)
+        self._encoded_tick = -1  # the tick of the last encode
         # kernels bound to this protocol's arrays on first use (sim.jit.bind: no per-call
         # typing, so a tick allocates next to nothing in Python)
-        self._decode = self._expire = self._encode = self._count_sizes = None
+        self._decode = self._expire = self._count_sizes = None
         # preallocated per-tick buffers
         batch = limits.batch_size(self.capacity)
         self._ctrl_index = np.zeros(batch, np.int32)
@@ -120,9 +134,33 @@ class ServerProtocol:
         self.ring = new_snapshot_ring(self.capacity, world.rules.treasure_count,
                                       limits.snapshot_ring, limits.max_visible_players,
                                       limits.max_visible_treasures)
-        self._scratch = new_encode_scratch(limits.max_visible_players,
-                                           limits.max_visible_treasures, self.capacity,
-                                           world.rules.treasure_count)
+        # encoding in parts (net.snapshot.encode_range): each part has its own scratch and
+        # stamp tables, shares the tick's prepared positions, and writes its own rows and
+        # its own region of self.out; parts 1.. are appended to part 0 by merge_parts
+        parts = self.encode_parts = limits.encode_threads
+        first = new_encode_scratch(limits.max_visible_players, limits.max_visible_treasures,
+                                   self.capacity, world.rules.treasure_count)
+        self._scratches = [first] + [
+            new_encode_scratch(limits.max_visible_players, limits.max_visible_treasures, 1, 1)
+            ._replace(p_xy=first.p_xy, t_xy=first.t_xy, pq=first.pq, tq=first.tq)
+            for _ in range(parts - 1)]
+        self._scratch = first
+        self._rings = [self.ring] + [
+            self.ring._replace(p_marks=np.zeros_like(self.ring.p_marks),
+                               t_marks=np.zeros_like(self.ring.t_marks),
+                               stamp=np.zeros_like(self.ring.stamp)) for _ in range(parts - 1)]
+        self._split = np.zeros(parts + 1, np.int64)
+        self._part_n = np.zeros(parts, np.int64)
+        self._part_off = np.zeros((parts, self.capacity + 1), np.int32)
+        self._part_slot = np.zeros((parts, self.capacity), np.int32)
+        self._part_ip = np.zeros((parts, self.capacity), np.int64)
+        self._part_port = np.zeros((parts, self.capacity), np.int64)
+        self._encode_parts: list = [None] * parts
+        self._prepare = self._split_sessions = self._merge = None
+        # the newest tick whose claims are durable (the tick sets it from the ledger): a
+        # client's own claims up to it are confirmed in its snapshots. Without a ledger,
+        # a claim is as final as it will ever be at once.
+        self.durable = np.full(1, 2**62, np.int64)
         rules = world.rules
         self.caps = SnapshotCaps(
             max_players=limits.max_visible_players,
@@ -147,7 +185,8 @@ class ServerProtocol:
         count = batch.count
         args = (batch.data, batch.length, batch.ip, batch.port, count, self.sessions,
                 self.replay, self.world.pi, now, self.guard, self._addr_ip, self._addr_tat,
-                self._all_tat, self.drops, self.accepted, self._ctrl_index, self._ctrl_kind)
+                self._all_tat, self.drops, self.accepted, self._ctrl_index, self._ctrl_kind,
+                self.sent)
         if self._decode is None:
             self._decode = bind(decode_batch, *args)
         n_ctrl = self._decode(*args)
@@ -161,13 +200,22 @@ class ServerProtocol:
             ip, port = int(batch.ip[i]), int(batch.port[i])
             addr = (int_to_ip(ip), port)
             if kind == CTRL_CONNECT:
-                self._on_request(payload, ip, port, addr, unix_ms)
+                self._on_request(payload, ip, port, addr, now, unix_ms)
             elif kind == CTRL_RESPONSE:
                 self._on_response(payload, ip, port, addr, now, unix_ms, events)
             elif kind == CTRL_BAD_VERSION:
                 salt = int.from_bytes(payload[HEADER_SIZE:HEADER_SIZE + 8], "little")
                 self._replies.append((pack_header(CONNECT_DENY, 0, 0)
                                       + CONNECT_DENY_BODY.pack(salt, DENY_VERSION), addr))
+            elif kind == CTRL_MOVED:
+                slot = int.from_bytes(payload[8:12], "little") & 0xFFFF
+                old = self.addresses[slot]
+                if old is not None:
+                    self._count_address(ip_to_int(old[0]), -1)
+                self._count_address(ip, +1)
+                self.addresses[slot] = addr
+                self.moves += 1
+                events.append(PlayerMoved(slot, self.names[slot], old or addr, addr))
             elif kind == CTRL_DISCONNECT:
                 sid = int.from_bytes(payload[8:12], "little")
                 slot = sid & 0xFFFF
@@ -185,12 +233,18 @@ class ServerProtocol:
         self._one.put(data, ip_to_int(addr[0]), addr[1])
         return self.receive_batch(self._one, now)
 
-    def _on_request(self, payload: bytes, ip: int, port: int, addr: Address,
+    def _on_request(self, payload: bytes, ip: int, port: int, addr: Address, now: int,
                     unix_ms: int) -> None:
         """9.2 steps 1-6: a valid token from an address not yet proven gets a CHALLENGE."""
+        if self.bans.address_banned(ip, now):  # R0: before any cryptography
+            self.drops[D.BANNED] += 1
+            return
         why, token = self.gate.check_request(payload, ip, port, unix_ms)
         if why >= 0:
             self.drops[why] += 1
+            return
+        if self.bans.client_banned(token.client_id, now):  # R5a
+            self.drops[D.BANNED] += 1
             return
         salt = int.from_bytes(payload[HEADER_SIZE:HEADER_SIZE + 8], "little")
         if token.client_id in self._by_client:
@@ -200,16 +254,22 @@ class ServerProtocol:
             same = self._same_attempt(slot, ip, port, salt)
             self.drops[D.DUPLICATE_CONNECT if same else D.DUPLICATE_CLIENT] += 1
             return
-        if self._refused(token.s2c_key, salt, ip, addr):
+        if self._refused(token.s2c_key, salt, ip, addr, token.client_id):
             return
         self._replies.append((self.gate.challenge(token, salt, ip, port, unix_ms), addr))
 
     def _on_response(self, payload: bytes, ip: int, port: int, addr: Address, now: int,
                      unix_ms: int, events: list) -> None:
         """9.2 steps 7-10: the cookie came back from its address: open the session."""
+        if self.bans.address_banned(ip, now):  # C0: before any cryptography
+            self.drops[D.BANNED] += 1
+            return
         why, cookie = self.gate.check_response(payload, ip, port, unix_ms)
         if why >= 0:
             self.drops[why] += 1
+            return
+        if self.bans.client_banned(cookie.client_id, now):  # C6a
+            self.drops[D.BANNED] += 1
             return
         known = self._by_client.get(cookie.client_id)
         if known is not None:
@@ -221,22 +281,30 @@ class ServerProtocol:
             else:
                 self.drops[D.DUPLICATE_CLIENT] += 1
             return
-        if self._refused(cookie.s2c_key, cookie.salt, ip, addr):
+        if self._refused(cookie.s2c_key, cookie.salt, ip, addr, cookie.client_id):
             return
         events.append(self._open(cookie, ip, port, addr, now))
+
+    def _count_address(self, ip: int, delta: int) -> None:
+        left = self._per_ip.get(ip, 0) + delta
+        if left > 0:
+            self._per_ip[ip] = left
+        else:
+            self._per_ip.pop(ip, None)
 
     def _same_attempt(self, slot: int, ip: int, port: int, salt: int) -> bool:
         s = self.sessions
         return (int(s[S_IP, slot]) == ip and int(s[S_PORT, slot]) == port
                 and int(s[S_SALT, slot]) & (2**64 - 1) == salt)
 
-    def _refused(self, s2c_key: bytes, salt: int, ip: int, addr: Address) -> bool:
+    def _refused(self, s2c_key: bytes, salt: int, ip: int, addr: Address,
+                 client_id: int) -> bool:
         """Deny (tagged, 33 bytes: never more than the 256 received) when shutting down,
         full, or over the address's session limit; True if denied."""
         if not self.accepting:
             self.drops[D.SHUTTING_DOWN] += 1
             reason = DENY_SHUTTING_DOWN
-        elif not self._free:
+        elif not self._free and client_id not in self._away:  # a returning one has a slot
             self.drops[D.SERVER_FULL] += 1
             reason = DENY_SERVER_FULL
         elif (0 < self.security.max_sessions_per_address <= self._per_ip.get(ip, 0)
@@ -250,7 +318,10 @@ class ServerProtocol:
         return True
 
     def _open(self, cookie: Cookie, ip: int, port: int, addr: Address, now: int) -> PlayerJoined:
-        slot = heapq.heappop(self._free)
+        slot = self._away.pop(cookie.client_id, None)
+        resumed = slot is not None  # the player waited for this client: take it back
+        if not resumed:
+            slot = heapq.heappop(self._free)
         sid = session_id(slot, self._rng.randrange(1, 65536))
         s = self.sessions
         s[:, slot] = 0
@@ -272,10 +343,14 @@ class ServerProtocol:
         self._by_client[cookie.client_id] = slot
         self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         self.gate.remember(cookie.token_id, ip, port, cookie.expire)
-        self.world.join(slot)
+        if resumed:  # same player, new session: its inputs count from 1 again
+            self.world.pi[P_INPUT_SEQ, slot] = 0
+        else:
+            self.world.join(slot)
         self._answered.add(slot)
         self._accept(slot, cookie.salt, addr)
-        return PlayerJoined(slot, sid, self.names[slot], addr)
+        return PlayerJoined(slot, sid, self.names[slot], addr, cookie.client_id,
+                            int(self.world.pi[P_GEN, slot]), resumed)
 
     def _accept(self, slot: int, salt: int, addr: Address) -> None:
         rules, kr = self.world.rules, self.world.kr
@@ -286,28 +361,43 @@ class ServerProtocol:
         packet = pack_header(CONNECT_ACCEPT, int(self.sessions[S_ID, slot]), 0) + body
         self._replies.append((sign(packet, self._s2c[slot]), addr))
 
-    def _close(self, slot: int, reason: str, notify: bool, code: int = 0) -> PlayerLeft:
+    def _close(self, slot: int, reason: str, notify: bool, code: int = 0,
+               away: bool = False) -> PlayerLeft | PlayerAway:
+        """End the session in `slot`. away: keep its player in the world, standing still,
+        for the reconnect grace (the slot stays taken, state AWAY); else the player leaves
+        and the slot is free."""
         s = self.sessions
         if notify and self.addresses[slot] is not None:
             seq = int(s[S_TX_SEQ, slot]) + 1
             packet = pack_header(DISCONNECT, int(s[S_ID, slot]), seq) + DISCONNECT_BODY.pack(code)
             self._replies.append((sign(packet, self._s2c[slot]), self.addresses[slot]))
-        ip = int(s[S_IP, slot])
-        self._by_client.pop(int(s[S_CLIENT_ID, slot]) & (2**64 - 1), None)
-        left = self._per_ip.pop(ip, 1) - 1
-        if left:
-            self._per_ip[ip] = left
+        client_id = int(s[S_CLIENT_ID, slot]) & (2**64 - 1)
+        address = self.addresses[slot]
+        name = self.names[slot]
+        if s[S_STATE, slot] == CONNECTED:
+            self._by_client.pop(client_id, None)
+            self._count_address(int(s[S_IP, slot]), -1)
+        elif self._away.get(client_id) == slot:
+            del self._away[client_id]
         self._s2c[slot] = b""
         self.replay[slot] = 0
+        reset_client(self.ring, slot)
+        self.addresses[slot] = None
+        if away:
+            sid = int(s[S_ID, slot])
+            s[S_STATE, slot] = AWAY
+            self._away[client_id] = slot
+            heapq.heappush(self._away_ends, (int(s[S_LAST_HEARD, slot]) + self.timeout_ns
+                                             + self.grace_ns, slot, sid))
+            pi = self.world.pi  # it stands still until its client comes back
+            pi[P_MOVE_X, slot] = pi[P_MOVE_Y, slot] = pi[P_DIG, slot] = 0
+            return PlayerAway(slot, name, address)
         s[:, slot] = 0
         s[S_STATE, slot] = FREE
-        reset_client(self.ring, slot)
         self.world.leave(slot)
-        name = self.names[slot]
         self.names[slot] = ""
-        self.addresses[slot] = None
         heapq.heappush(self._free, slot)
-        return PlayerLeft(slot, name, reason)
+        return PlayerLeft(slot, name, reason, address)
 
     # ---- time -----------------------------------------------------------------------
 
@@ -317,37 +407,107 @@ class ServerProtocol:
         if self._expire is None:
             self._expire = bind(expired_sessions, *args)
         n = self._expire(*args)
-        return [self._close(int(self._expired[k]), "timed_out", notify=True,
-                            code=DISCONNECT_TIMED_OUT) for k in range(n)]
+        away = self.grace_ns > 0
+        events = [self._close(int(self._expired[k]), "timed_out", notify=True,
+                              code=DISCONNECT_TIMED_OUT, away=away) for k in range(n)]
+        ends = self._away_ends
+        while ends and ends[0][0] < now:  # players whose client never came back
+            _, slot, sid = heapq.heappop(ends)
+            if self.sessions[S_STATE, slot] == AWAY and self.sessions[S_ID, slot] == sid:
+                events.append(self._close(slot, "timed_out", notify=False))
+        return events
 
     def kick(self, slot: int) -> PlayerLeft | None:
-        """Close one session by slot, telling the client."""
-        if self.sessions[S_STATE, slot] != CONNECTED:
+        """Close one session by slot, telling the client (a player waiting for its client
+        leaves as well)."""
+        state = self.sessions[S_STATE, slot]
+        if state == AWAY:
+            return self._close(slot, "kicked", notify=False)
+        if state != CONNECTED:
             return None
         return self._close(slot, "kicked", notify=True, code=DISCONNECT_KICKED)
+
+    def slot_of_client(self, client_id: int) -> int | None:
+        """The slot of connect-token client id `client_id`'s player: of its open session,
+        or waiting for it (AWAY); None if neither."""
+        slot = self._by_client.get(client_id)
+        return self._away.get(client_id) if slot is None else slot
+
+    def slots_of_address(self, ip: int) -> list[int]:
+        """Slots of the open sessions from IPv4 `ip` (a u32), any port, ascending."""
+        if ip not in self._per_ip:
+            return []
+        s = self.sessions
+        return [int(k) for k in np.flatnonzero((s[S_STATE] == CONNECTED) & (s[S_IP] == ip))]
 
     def shutdown(self) -> list:
         """Stop accepting, tell every client, free every slot; return PlayerLeft events."""
         self.accepting = False
-        slots = np.flatnonzero(self.sessions[S_STATE] == CONNECTED)
+        state = self.sessions[S_STATE]
+        slots = np.flatnonzero((state == CONNECTED) | (state == AWAY))
         return [self._close(int(slot), "shutdown", notify=True,
                             code=DISCONNECT_SERVER_SHUTDOWN) for slot in slots]
 
     # ---- sending --------------------------------------------------------------------
 
     def encode(self) -> int:
-        """Write this tick's snapshots into self.out (call after world.step()); return count."""
+        """Write this tick's snapshots into self.out (call after world.step()); return count.
+
+        The parts run one after another here; tick.encoders runs them on threads through
+        encode_prepare / encode_part / encode_merge, with the same bytes as the result."""
+        self.encode_prepare()
+        for c in range(self.encode_parts):
+            self.encode_part(c)
+        return self.encode_merge()
+
+    def encode_prepare(self) -> None:
+        """Before the parts: quantize and gather the world once, and split the slots."""
         w = self.world
+        args = (w.pf, w.tf, w.ti, w.p_starts, w.p_items, w.t_starts, w.t_items, w.kr,
+                self._scratch, self.sessions, w.pi, w.events, w.clock, self.ring.own)
+        if self._prepare is None:
+            self._prepare = bind(prepare_snapshots, *args)
+            self._split_sessions = bind(split_sessions, self.sessions, self._split)
+        self._prepare(*args)
+        self._split_sessions(self.sessions, self._split)
+
+    def encode_part(self, c: int) -> None:
+        """Encode part c (0 <= c < encode_parts): the sessions of slots split[c]..split[c+1]-1.
+        Parts may run concurrently, after encode_prepare and before encode_merge."""
+        w = self.world
+        lo, hi = int(self._split[c]), int(self._split[c + 1])
+        if c == 0:
+            rows = (self.out_off, self.out_slot, self.out_ip, self.out_port)
+        else:
+            rows = (self._part_off[c], self._part_slot[c], self._part_ip[c], self._part_port[c])
         args = (self.sessions, w.pf, w.pi, w.tf, w.ti, w.p_starts, w.p_items, w.t_starts,
                 w.t_items, w.clock, w.claim_ring, w.board, w.final_board, w.kr, self.caps,
-                self.ring, self._scratch, self.out, self.out_off, self.out_slot, self.out_ip,
-                self.out_port)
-        if self._encode is None:
-            self._encode = bind(encode_snapshots, *args)
+                self._rings[c], self._scratches[c], self.durable, lo, hi, lo * MAX_DATAGRAM,
+                self.out, *rows)
+        encode = self._encode_parts[c]
+        if encode is None:
+            encode = self._encode_parts[c] = bind(encode_range, *args)
+        self._part_n[c] = encode(*args)
+
+    def encode_merge(self) -> int:
+        """After the parts: one run of snapshots in self.out / out_off / out_slot / out_ip /
+        out_port, in slot order; return the count."""
+        args = (self.out, self.out_off, self.out_slot, self.out_ip, self.out_port,
+                int(self._part_n[0]), self._part_n, self._part_off, self._part_slot,
+                self._part_ip, self._part_port)
+        if self._merge is None:
+            self._merge = bind(merge_parts, *args)
             self._count_sizes = bind(count_sizes, self.out_off, 0, self.snapshot_sizes)
-        self.out_count = n = self._encode(*args)
+        self.out_count = n = self._merge(*args)
         self._count_sizes(self.out_off, n, self.snapshot_sizes)
+        self._encoded_tick = self.world.tick - 1  # the tick the snapshots describe
         return n
+
+    def snapshots_sent(self, now: int) -> None:
+        """The last encode's snapshots left at `now` (ns, the clock of receive_batch):
+        acks of that tick then give round-trip samples (net.rtt). Once a tick."""
+        if self._encoded_tick >= 0:
+            note_sent(self.sent, self._encoded_tick, now)
 
     def snapshots(self) -> Iterator[tuple[memoryview, Address]]:
         """(datagram, address) for each snapshot of the last encode()."""
@@ -376,6 +536,11 @@ class ServerProtocol:
 
     def last_rx_sequence(self, slot: int) -> int:
         return int(self.sessions[S_LAST_RX_SEQ, slot])
+
+    def rtt_ns(self, slot: int) -> int | None:
+        """Smoothed round-trip time of the session in `slot` (ns), None before a sample."""
+        rtt = int(self.sessions[S_RTT, slot])
+        return rtt if rtt > 0 else None
 
 
 def _bits(u64: int) -> int:

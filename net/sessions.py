@@ -12,14 +12,17 @@ import numpy as np
 # int64[SESSION_ROWS, max_players]
 # S_C2S_K0/K1 and S_S2C_K0/K1: the session's SipHash key words (the u64s' bits) for
 # client-to-server and server-to-client tags; S_RX_TAT: the per-session packet-rate bucket
-# (net.ratelimit, GCRA); S_CLIENT_ID: the connect token's client id (u64 bits).
+# (net.ratelimit, GCRA); S_CLIENT_ID: the connect token's client id (u64 bits);
+# S_RTT: smoothed round-trip time in ns (net.rtt; 0 until the first sample).
 (S_STATE, S_ID, S_IP, S_PORT, S_LAST_RX_SEQ, S_TX_SEQ, S_LAST_HEARD, S_SALT,
  S_SNAPSHOT_ACK, S_JOINED, S_C2S_K0, S_C2S_K1, S_S2C_K0, S_S2C_K1, S_RX_TAT,
- S_CLIENT_ID) = range(16)
-SESSION_ROWS = 16
+ S_CLIENT_ID, S_RTT) = range(17)
+SESSION_ROWS = 17
 REPLAY_WORDS = 4  # 256-bit replay window per session: int64[P, REPLAY_WORDS]
 
-FREE, CONNECTED = 0, 1
+# AWAY: the session timed out; its player waits in the world for the reconnect grace
+# (net.limits reconnect_grace) and no packet is accepted for the session any more.
+FREE, CONNECTED, AWAY = 0, 1, 2
 
 
 def new_session_table(max_players: int) -> np.ndarray:

@@ -21,18 +21,22 @@ from net.header import put_header
 from net.msgpack_out import put_array, put_int, put_key, put_map, put_uint
 from net.sessions import (CONNECTED, S_ID, S_IP, S_PORT, S_S2C_K0, S_S2C_K1, S_SNAPSHOT_ACK,
                           S_STATE, S_TX_SEQ)
-from net.snapshot_ring import (E_ID, E_QX, E_QY, E_VX, E_VY, PLAYER_FIELDS, TREASURE_FIELDS,
+from net.limits import CLAIM_EVENTS_MAX
+from net.snapshot_ring import (E_ID, E_QX, E_QY, E_VX, E_VY, OC_SENT, OC_TICK, OC_TREASURE,
+                               OC_VALUE, PLAYER_FIELDS, R_DONE, R_HUNT, R_SENT, TREASURE_FIELDS,
                                V_BIAS, find_baseline)
 from net.tag import put_tag
 from net.wire import MAX_DATAGRAM, SNAPSHOT, TAG_SIZE
 from sim.jit import kernel
 from sim.schema import (BURIED, CLAIM_HEAD, CLAIM_RING, CR_SLOT, CR_TICK, CR_TREASURE,
+                        EV_A, EV_B, EV_C, EV_D, EV_KIND, EV_TICK, EVENT_CLAIM, EVENT_COUNT,
+                        P_GEN,
                         CR_VALUE, CR_X, CR_Y, HUNT_ID, HUNT_START, LAST_HUNT_END, LB_SCORE,
                         LB_SLOT, P_ALIVE, P_DIG_TICKS, P_HEAT, P_INPUT_SEQ, P_SCORE, PX, PY, T_STATE,
                         TICK, TX, TY)
 
 __all__ = ["SnapshotCaps", "EncodeScratch", "new_encode_scratch", "encode_snapshots",
-           "count_sizes"]
+           "prepare_snapshots", "split_sessions", "encode_range", "merge_parts", "count_sizes"]
 
 
 class SnapshotCaps(NamedTuple):
@@ -159,29 +163,154 @@ def remember(r_tick: np.ndarray, r_count: np.ndarray, r_np: np.ndarray, r_nt: np
 
 
 @kernel
+def note_own_claims(sessions: np.ndarray, pi: np.ndarray, events: np.ndarray,
+                    clock: np.ndarray, own: np.ndarray) -> None:
+    """Add this tick's claims (events[:clock[EVENT_COUNT]], EVENT_CLAIM rows) to the
+    claimer's own-claims table own (int64[P, OWN_CLAIMS, 4], net.snapshot_ring OC_*), if
+    the claimer has a session. A full table drops its oldest claim: a client that went
+    this long without acking is about to time out anyway."""
+    for e in range(clock[EVENT_COUNT]):
+        if events[e, EV_KIND] != EVENT_CLAIM:
+            continue
+        s = events[e, EV_A]
+        if sessions[S_STATE, s] != CONNECTED or pi[P_GEN, s] != events[e, EV_B]:
+            continue
+        k = 0
+        for j in range(own.shape[1]):  # the first free entry, else the oldest
+            if own[s, j, OC_TICK] < 0:
+                k = j
+                break
+            if own[s, j, OC_TICK] < own[s, k, OC_TICK]:
+                k = j
+        own[s, k, OC_TICK] = events[e, EV_TICK]
+        own[s, k, OC_TREASURE] = events[e, EV_C]
+        own[s, k, OC_VALUE] = events[e, EV_D]
+        own[s, k, OC_SENT] = -1
+
+
+@kernel
+def prepare_snapshots(pf: np.ndarray, tf: np.ndarray, ti: np.ndarray, p_starts: np.ndarray,
+                      p_items: np.ndarray, t_starts: np.ndarray, t_items: np.ndarray, kr,
+                      scratch, sessions: np.ndarray, pi: np.ndarray, events: np.ndarray,
+                      clock: np.ndarray, own: np.ndarray) -> None:
+    """What every snapshot of this tick reads, computed once: positions in grid order
+    (scratch.p_xy, scratch.t_xy), every entity quantized (scratch.pq, scratch.tq), and
+    this tick's claims in their claimers' own-claims tables (note_own_claims). Parts that
+    share these arrays may then encode concurrently."""
+    note_own_claims(sessions, pi, events, clock, own)
+    ncells = kr.grid_cols * kr.grid_rows
+    gather_cells(pf[PX], pf[PY], p_items, p_starts[ncells], scratch.p_xy)
+    gather_cells(tf[TX], tf[TY], t_items, t_starts[ncells], scratch.t_xy)
+    quantize_players(pf, kr.world_width, kr.world_height, kr.tick_rate, scratch.pq)
+    quantize_treasures(tf, ti, kr.world_width, kr.world_height, scratch.tq)
+
+
+@kernel
+def split_sessions(sessions: np.ndarray, split: np.ndarray) -> None:
+    """Cut the session slots into len(split) - 1 ranges [split[c], split[c + 1]) holding
+    about as many connected sessions each (slots fill lowest first, so equal slot ranges
+    would not balance). split: int64[parts + 1]."""
+    parts = split.shape[0] - 1
+    total = 0
+    for s in range(sessions.shape[1]):
+        if sessions[S_STATE, s] == CONNECTED:
+            total += 1
+    split[0] = 0
+    c = 1
+    seen = 0
+    for s in range(sessions.shape[1]):
+        while c < parts and seen * parts >= total * c:
+            split[c] = s
+            c += 1
+        if sessions[S_STATE, s] == CONNECTED:
+            seen += 1
+    while c <= parts:
+        split[c] = sessions.shape[1]
+        c += 1
+
+
+@kernel
+def merge_parts(out: np.ndarray, out_off: np.ndarray, out_slot: np.ndarray,
+                out_ip: np.ndarray, out_port: np.ndarray, n_first: int, part_n: np.ndarray,
+                part_off: np.ndarray, part_slot: np.ndarray, part_ip: np.ndarray,
+                part_port: np.ndarray) -> int:
+    """Append parts 1.. (written by encode_range into their own rows and their own region
+    of `out`) after part 0's n_first snapshots, in part order; return the total count.
+
+    part_n: int64[parts]; part_off: int32[parts, P + 1]; part_slot: int32[parts, P];
+    part_ip, part_port: int64[parts, P]. A part's region starts at or after the end of
+    everything before it, so bytes only ever move towards the front.
+    """
+    n = n_first
+    pos = out_off[n]
+    for c in range(1, part_n.shape[0]):
+        count = part_n[c]
+        src = part_off[c, 0]
+        length = part_off[c, count] - src
+        if pos + length <= src:  # the usual case: no overlap, one memcpy
+            out[pos:pos + length] = out[src:src + length]
+        else:
+            for b in range(length):  # front to back is safe: pos <= src
+                out[pos + b] = out[src + b]
+        for j in range(count):
+            out_off[n + j] = part_off[c, j] - src + pos
+            out_slot[n + j] = part_slot[c, j]
+            out_ip[n + j] = part_ip[c, j]
+            out_port[n + j] = part_port[c, j]
+        n += count
+        pos += length
+        out_off[n] = pos
+    return n
+
+
+@kernel
 def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: np.ndarray,
                      ti: np.ndarray, p_starts: np.ndarray, p_items: np.ndarray,
                      t_starts: np.ndarray, t_items: np.ndarray, clock: np.ndarray,
                      claim_ring: np.ndarray, board: np.ndarray, final_board: np.ndarray,
-                     kr, caps, ring, scratch, out: np.ndarray, out_off: np.ndarray,
-                     out_slot: np.ndarray, out_ip: np.ndarray, out_port: np.ndarray) -> int:
-    """Write one SNAPSHOT per connected session due one this tick; return how many.
+                     kr, caps, ring, scratch, events: np.ndarray, durable: np.ndarray,
+                     out: np.ndarray, out_off: np.ndarray, out_slot: np.ndarray,
+                     out_ip: np.ndarray, out_port: np.ndarray) -> int:
+    """Every session's snapshot in one part: prepare_snapshots then encode_range over all
+    slots. The arguments of both (without lo, hi, pos0) and encode_range's result."""
+    prepare_snapshots(pf, tf, ti, p_starts, p_items, t_starts, t_items, kr, scratch,
+                      sessions, pi, events, clock, ring.own)
+    return encode_range(sessions, pf, pi, tf, ti, p_starts, p_items, t_starts, t_items, clock,
+                        claim_ring, board, final_board, kr, caps, ring, scratch, durable, 0,
+                        sessions.shape[1], 0, out, out_off, out_slot, out_ip, out_port)
+
+
+@kernel
+def encode_range(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: np.ndarray,
+                 ti: np.ndarray, p_starts: np.ndarray, p_items: np.ndarray,
+                 t_starts: np.ndarray, t_items: np.ndarray, clock: np.ndarray,
+                 claim_ring: np.ndarray, board: np.ndarray, final_board: np.ndarray,
+                 kr, caps, ring, scratch, durable: np.ndarray, lo: int, hi: int, pos0: int,
+                 out: np.ndarray,
+                 out_off: np.ndarray, out_slot: np.ndarray, out_ip: np.ndarray,
+                 out_port: np.ndarray) -> int:
+    """Write one SNAPSHOT per connected session of slots lo..hi-1 due one this tick, from
+    out[pos0] on; return how many.
 
     Snapshot j is out[out_off[j]:out_off[j + 1]] for session slot out_slot[j], to be sent
-    to (out_ip[j], out_port[j]). out: uint8[P * MAX_DATAGRAM]; out_off: int32[P + 1];
-    out_slot: int32[P]; out_ip, out_port: int64[P]. ring: net.snapshot_ring.SnapshotRing
-    (read for baselines, then written with what each client holds); scratch: EncodeScratch.
-    Session s is due when (tick + s) % caps.snapshot_every == 0, which spreads clients
-    evenly over ticks. Call after step(): the snapshot describes the tick that just ran
-    (clock[TICK] - 1).
+    to (out_ip[j], out_port[j]). out: uint8[P * MAX_DATAGRAM] (the range writes at most
+    (hi - lo) * MAX_DATAGRAM bytes); out_off: int32[>= hi - lo + 1]; out_slot:
+    int32[>= hi - lo]; out_ip, out_port: int64[like out_slot]. ring: SnapshotRing (read
+    for baselines, then written with what each client holds; its stamp tables are this
+    part's own); scratch: EncodeScratch, its p_xy, t_xy, pq, tq filled by
+    prepare_snapshots this tick (shared read-only between parts), the rest this part's.
+    durable: int64[1], the newest tick whose claims the ledger has made durable: the
+    client's own claims up to it go out as confirmed.
+    Parts over disjoint slot ranges touch disjoint session and ring rows, so they may run
+    on different threads. Session s is due when (tick + s) % caps.snapshot_every == 0,
+    which spreads clients evenly over ticks. Call after step(): the snapshot describes the
+    tick that just ran (clock[TICK] - 1).
     """
     tick = clock[TICK] - 1
-    w = kr.world_width
-    h = kr.world_height
     depth = ring.tick.shape[1]
     n_out = 0
-    pos = 0
-    out_off[0] = 0
+    pos = pos0
+    out_off[0] = pos0
     head = clock[CLAIM_HEAD]
     n_board = 0
     for r in range(board.shape[0]):
@@ -191,7 +320,9 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
     for r in range(final_board.shape[0]):
         if final_board[r, LB_SLOT] >= 0:
             n_final += 1
-    show_result = clock[LAST_HUNT_END] >= 0 and tick - clock[LAST_HUNT_END] < caps.result_window_ticks
+    last_end = clock[LAST_HUNT_END]
+    ended_hunt = clock[HUNT_ID] - 1
+    durable_tick = durable[0]
     ticks_left = kr.hunt_ticks - (tick + 1 - clock[HUNT_START])
     if ticks_left < 0:
         ticks_left = 0
@@ -200,23 +331,19 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
     tolerance = min(caps.tolerance_x, caps.tolerance_y)
     view2 = kr.view_radius * kr.view_radius
     claims = scratch.claims
-    ncells = kr.grid_cols * kr.grid_rows
-    gather_cells(pf[PX], pf[PY], p_items, p_starts[ncells], scratch.p_xy)
-    gather_cells(tf[TX], tf[TY], t_items, t_starts[ncells], scratch.t_xy)
     pq, tq = scratch.pq, scratch.tq
-    quantize_players(pf, w, h, kr.tick_rate, pq)
-    quantize_treasures(tf, ti, w, h, tq)
     # the tuples' arrays as locals, once: touching a tuple field inside the loop makes
     # numba count references on every access (atomic increments, measured ~5x slower)
     r_tick, r_count, r_np, r_nt = ring.tick, ring.count, ring.n_players, ring.n_treasures
     r_players, r_treasures = ring.players, ring.treasures
+    own, result = ring.own, ring.result
     p_marks, t_marks, stamp = ring.p_marks, ring.t_marks, ring.stamp
     cand, cand_d2, sel_ids, sel_d2 = scratch.cand, scratch.cand_d2, scratch.sel_ids, scratch.sel_d2
     heap, heap_d2 = scratch.heap, scratch.heap_d2
     sel_p, sel_t = scratch.sel_p, scratch.sel_t
     p_kind, p_res, p_state = scratch.p_kind, scratch.p_res, scratch.p_state
     t_kind, t_state = scratch.t_kind, scratch.t_state
-    for s in range(sessions.shape[1]):
+    for s in range(lo, hi):
         if sessions[S_STATE, s] != CONNECTED or pi[P_ALIVE, s] == 0:
             continue
         if (tick + s) % caps.snapshot_every != 0:
@@ -264,13 +391,41 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
         for back in range(min(head, CLAIM_RING)):
             r = (head - 1 - back) % CLAIM_RING
             t_claim = claim_ring[r, CR_TICK]
-            if tick - t_claim >= caps.claim_window_ticks or t_claim <= base_tick:
+            if (tick - t_claim >= caps.claim_window_ticks or t_claim <= base_tick
+                    or n_claims == CLAIM_EVENTS_MAX):
                 break
             dx = np.float64(claim_ring[r, CR_X]) - x  # where it was claimed
             dy = np.float64(claim_ring[r, CR_Y]) - y
             if claim_ring[r, CR_SLOT] == s or dx * dx + dy * dy <= view2:
                 claims[n_claims] = r
                 n_claims += 1
+        # the client's own claims: each until the client acks a snapshot that carried it
+        # as confirmed; confirmed once the ledger made its tick durable
+        n_my = 0
+        for k in range(own.shape[1]):
+            if own[s, k, OC_TICK] < 0:
+                continue
+            sent = own[s, k, OC_SENT]
+            if sent >= 0 and base_tick >= sent:
+                own[s, k, OC_TICK] = -1
+                continue
+            if sent < 0 and own[s, k, OC_TICK] <= durable_tick:
+                own[s, k, OC_SENT] = tick
+            n_my += 1
+        # the last hunt's result: to every client connected within the result window of
+        # its end, until the client acks a snapshot that carried it
+        show_result = False
+        if last_end >= 0:
+            if result[s, R_HUNT] != ended_hunt:
+                result[s, R_HUNT] = ended_hunt
+                result[s, R_SENT] = -1
+                result[s, R_DONE] = 0 if tick - last_end < caps.result_window_ticks else 1
+            elif (result[s, R_DONE] == 0 and result[s, R_SENT] >= 0
+                  and base_tick >= result[s, R_SENT]):
+                result[s, R_DONE] = 1
+            show_result = result[s, R_DONE] == 0
+            if show_result and result[s, R_SENT] < 0:
+                result[s, R_SENT] = tick
         # the final board of the last hunt replaces the live one while it is shown
         show_board = count % caps.leaderboard_every_snapshots == 0 and not show_result
         if base >= 0:
@@ -280,6 +435,7 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
         else:
             keys = 6
         keys += (1 if n_claims else 0) + (1 if show_board else 0) + (1 if show_result else 0)
+        keys += 1 if n_my else 0
         start = pos
         seq = sessions[S_TX_SEQ, s] + 1
         pos = put_header(out, pos, SNAPSHOT, sessions[S_ID, s], seq)
@@ -330,6 +486,27 @@ def encode_snapshots(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: n
                 pos = put_uint(out, pos, claim_ring[r, CR_SLOT])
                 pos = put_uint(out, pos, claim_ring[r, CR_TREASURE])
                 pos = put_uint(out, pos, claim_ring[r, CR_VALUE])
+        if n_my:
+            pos = put_key(out, pos, 109, 121)  # "my": oldest claim first
+            pos = put_array(out, pos, 4 * n_my)
+            prev_tick = -1
+            prev_treasure = -1
+            for _ in range(n_my):  # selection by (tick, treasure): at most OWN_CLAIMS
+                k = -1
+                for j in range(own.shape[1]):
+                    jt = own[s, j, OC_TICK]
+                    jr = own[s, j, OC_TREASURE]
+                    if jt < 0 or jt < prev_tick or (jt == prev_tick and jr <= prev_treasure):
+                        continue
+                    if k < 0 or jt < own[s, k, OC_TICK] or (
+                            jt == own[s, k, OC_TICK] and jr < own[s, k, OC_TREASURE]):
+                        k = j
+                prev_tick = own[s, k, OC_TICK]
+                prev_treasure = own[s, k, OC_TREASURE]
+                pos = put_uint(out, pos, prev_tick & 0xFFFFFFFF)
+                pos = put_uint(out, pos, prev_treasure)
+                pos = put_uint(out, pos, own[s, k, OC_VALUE])
+                pos = put_uint(out, pos, 1 if own[s, k, OC_SENT] >= 0 else 0)
         if show_board:
             pos = put_key(out, pos, 108, 98)  # "lb"
             pos = put_array(out, pos, 2 * n_board)

@@ -27,6 +27,16 @@ V_MAX = 32767
 # Rows of SnapshotRing.marks: one stamp table per question asked about an entity id.
 MARK_LAST, MARK_NOW, MARK_BASE = range(3)
 
+# A client's own claims, resent in "my" until it acks a snapshot that carried them as
+# confirmed (durable): SnapshotRing.own int64[P, OWN_CLAIMS, 4] of claim tick (-1: empty),
+# treasure, value, and the tick of the first snapshot that said "confirmed" (-1: none yet).
+OWN_CLAIMS = 4
+OC_TICK, OC_TREASURE, OC_VALUE, OC_SENT = range(4)
+# The last hunt's result, resent in "hr" until acked: SnapshotRing.result int64[P, 3] of
+# the hunt id it is about, the tick of the first snapshot that carried it (-1: none yet),
+# and whether the client has it (1) or never will (a client that joined too late).
+R_HUNT, R_SENT, R_DONE = range(3)
+
 
 class SnapshotRing(NamedTuple):
     """Per-client history of sent snapshots, plus scratch for the encoder.
@@ -35,7 +45,8 @@ class SnapshotRing(NamedTuple):
     the session (entry k lives at k % R; entries count-R..count-1 are valid);
     n_players, n_treasures: int32[P, R]; players: uint16[P, R, CP, 5];
     treasures: uint16[P, R, CT, 4]; p_marks: int64[3, max_players] and t_marks:
-    int64[3, treasure_count] stamp tables; stamp: int64[1] the last stamp handed out.
+    int64[3, treasure_count] stamp tables; stamp: int64[1] the last stamp handed out;
+    own: int64[P, OWN_CLAIMS, 4] and result: int64[P, 3] (see OC_* and R_*).
     """
 
     tick: np.ndarray
@@ -47,6 +58,8 @@ class SnapshotRing(NamedTuple):
     p_marks: np.ndarray
     t_marks: np.ndarray
     stamp: np.ndarray
+    own: np.ndarray
+    result: np.ndarray
 
 
 def new_snapshot_ring(max_players: int, treasure_count: int, depth: int,
@@ -63,6 +76,8 @@ def new_snapshot_ring(max_players: int, treasure_count: int, depth: int,
         p_marks=np.zeros((3, max_players), np.int64),
         t_marks=np.zeros((3, treasure_count), np.int64),
         stamp=np.zeros(1, np.int64),
+        own=np.full((p, OWN_CLAIMS, 4), -1, np.int64),
+        result=np.full((p, 3), -1, np.int64),
     )
 
 
@@ -70,6 +85,8 @@ def reset_client(ring: SnapshotRing, slot: int) -> None:
     """Forget everything sent to `slot` (a session opened or closed there)."""
     ring.count[slot] = 0
     ring.tick[slot, :] = -1
+    ring.own[slot] = -1
+    ring.result[slot] = -1
 
 
 @kernel(inline=True)

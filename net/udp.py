@@ -10,6 +10,7 @@ send(), send_many() and recv_all() (clients, tools, replies) always take the por
 from __future__ import annotations
 
 import os
+import selectors
 import socket
 import sys
 import threading
@@ -345,3 +346,29 @@ class UdpEndpoint:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class EndpointPoller:
+    """Waits until some of many endpoints have datagrams waiting (the proxy's loop: one
+    listening endpoint and one upstream endpoint per client). Remove an endpoint before
+    closing it."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+
+    def add(self, endpoint: UdpEndpoint) -> None:
+        self._selector.register(endpoint.sock, selectors.EVENT_READ, endpoint)
+
+    def remove(self, endpoint: UdpEndpoint) -> None:
+        try:
+            self._selector.unregister(endpoint.sock)
+        except (KeyError, ValueError):  # never added, or already removed
+            pass
+
+    def wait(self, timeout_s: float) -> list[UdpEndpoint]:
+        """The endpoints with a datagram waiting, after at most `timeout_s` seconds
+        (at once if one already has); [] on timeout."""
+        return [key.data for key, _ in self._selector.select(max(0.0, timeout_s))]
+
+    def close(self) -> None:
+        self._selector.close()

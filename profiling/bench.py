@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -42,6 +43,13 @@ EXIT_TIMEOUT_S = 30.0
 #: Seconds the bots keep playing after the server's window closes (see _tail_s).
 BOTS_TAIL_S = 0.5
 POLL_NS = 10_000_000
+#: While waiting on a child: how often its log is read for progress lines to pass on,
+#: and how often "measuring: N s left" is said.
+WATCH_NS = 200_000_000
+MEASURE_EVERY_NS = 5_000_000_000
+#: Lines of the children's logs (tick/warmup.py, tick/swarm.py) passed on as progress.
+KERNEL_LINE = re.compile(r"((?:compiling|compiled) \S+.*|warm-up took .*)$")
+BOTS_LINE = re.compile(r"(\d+/\d+ bots connected.*|all \d+ bots connected.*)$")
 
 
 class BenchError(RuntimeError):
@@ -125,11 +133,46 @@ def _wait_ready(path: str, proc: _Proc, timeout_s: float) -> dict:
         sleep_until_ns(now_ns() + POLL_NS)
 
 
-def _wait_exit(proc: _Proc, timeout_s: float) -> int | None:
-    try:
-        return proc.popen.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return None
+class _Follow:
+    """The new whole lines of a child's log file, each time lines() is called."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = 0
+        self.rest = b""
+
+    def lines(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return []
+        self.offset += len(data)
+        *whole, self.rest = (self.rest + data).split(b"\n")
+        return [line.decode(errors="replace") for line in whole]
+
+
+def _relay(follow: _Follow, pattern: re.Pattern, progress: Callable[[str], None]) -> None:
+    """Pass on the child's new log lines that match `pattern` (its group 1)."""
+    for line in follow.lines():
+        m = pattern.search(line)
+        if m:
+            progress(m.group(1))
+
+
+def _wait_exit_watching(proc: _Proc, timeout_s: float, watch: Callable[[], None]) -> int | None:
+    """proc's exit code, calling watch() every WATCH_NS meanwhile; None after timeout_s."""
+    deadline = now_ns() + int(timeout_s * 1e9)
+    while True:
+        watch()
+        rc = proc.popen.poll()
+        if rc is not None:
+            watch()
+            return rc
+        if now_ns() > deadline:
+            return None
+        sleep_until_ns(min(deadline, now_ns() + WATCH_NS))
 
 
 def _wait_file(path: str, until_ns: int, proc: _Proc) -> bool:
@@ -140,19 +183,28 @@ def _wait_file(path: str, until_ns: int, proc: _Proc) -> bool:
     return True
 
 
-def _cpus(pin: bool) -> tuple[int | None, int | None]:
-    """(server cpu, bots cpu): two different cores when pinning and there are two."""
+def _cpus(pin: bool, encode_threads: int = 1) -> tuple[int | None, int | None]:
+    """(server cpu, bots cpu): two different cores when pinning and there are two. A server
+    encoding on several threads is left free to use every core (the bots keep theirs)."""
     if not pin or not hasattr(os, "sched_getaffinity"):
         return None, None
     cpus = sorted(os.sched_getaffinity(0))
-    return (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    if len(cpus) < 2:
+        return None, None
+    return (None if encode_threads > 1 else cpus[0]), cpus[1]
 
 
 def run_bench(spec: BenchSpec, progress: Callable[[str], None] = lambda _: None,
-              command: str = "", workdir: str | None = None) -> dict:
+              command: str = "", workdir: str | None = None,
+              record_timings: str | None = None) -> dict:
     """Run one bench; return the report (see assemble). `command` is recorded as given
     (the command line that asked for the run). Raises BenchUsageError for a spec the
-    server refuses, BenchError when a process fails or no bot connected."""
+    server refuses, BenchError when a process fails or no bot connected.
+
+    progress: called with a line at each step (kernels compiling or loaded, bots
+    connecting n/N, seconds of measurement left, ...). record_timings: a file the
+    measured server records every tick's timings in (`xmarks serve --record-timings`:
+    its whole run, the bots' connect ramp included; `xmarks profile` reads it)."""
     spec.check()
     load_before = _loadavg()
     own_dir = workdir is None
@@ -163,12 +215,15 @@ def run_bench(spec: BenchSpec, progress: Callable[[str], None] = lambda _: None,
         tables = bench_config(spec)
         key_path = os.path.join(wd, "xmarks.key")  # made by the first start, 0600
         tables["security"]["key_file"] = key_path
+        # the ledger and checkpoints are measured as deployed, in the bench's directory
+        tables["store"] = {"ledger_path": os.path.join(wd, "xmarks-ledger.sqlite3"),
+                           "checkpoint_path": os.path.join(wd, "xmarks-checkpoint.npz")}
         config_path = os.path.join(wd, "bench.toml")
         with open(config_path, "w") as f:
             f.write(to_toml(tables))
         config = validate_config(config_path)
         warmup, duration = spec.warmup_s, spec.duration
-        cpu_server, cpu_bots = _cpus(spec.pin)
+        cpu_server, cpu_bots = _cpus(spec.pin, spec.encode_threads)
         paths = {k: os.path.join(wd, f"{k}.json") for k in ("server_ready", "bots_ready", "stats")}
         cli = [sys.executable, "-m", "cli"]
         # --duration only as a safety net: the bench stops the server itself
@@ -177,14 +232,18 @@ def run_bench(spec: BenchSpec, progress: Callable[[str], None] = lambda _: None,
                              "--duration", f"{safety:g}", "--stats-json", paths["stats"],
                              "--stats-signal", "--stats-for", f"{duration:g}",
                              "--ready-file", paths["server_ready"]]
+        if record_timings:
+            server_args += ["--record-timings", os.path.abspath(record_timings)]
         # A throwaway start first: when a kernel source changed since the last run, numba
         # compiles here, and the measured server loads every kernel from the cache (a
         # compile in the measured process would inflate its RSS by 200+ MB).
         progress("loading the server's kernels (compiled once after a kernel edit)")
         prewarm = _Proc("prewarm", cli + ["serve", "--config", config_path, "--duration",
-                                          "0.05", "--log-level", "error"], wd, cpu_server)
+                                          "0.05", "--log-level", "info"], wd, cpu_server)
         procs.append(prewarm)
-        if _wait_exit(prewarm, READY_TIMEOUT_S) != 0:
+        kernels = _Follow(prewarm.err_path)
+        if _wait_exit_watching(prewarm, READY_TIMEOUT_S,
+                               lambda: _relay(kernels, KERNEL_LINE, progress)) != 0:
             prewarm.stop()
             raise prewarm.failed("(a first start of the server) failed")
         progress(f"starting the server ({spec.players} players, {spec.tick_rate:g} Hz)")
@@ -204,16 +263,24 @@ def run_bench(spec: BenchSpec, progress: Callable[[str], None] = lambda _: None,
         bots_ready = _wait_ready(paths["bots_ready"], bots, READY_TIMEOUT_S)
         open_at = int(bots_ready["t_ns"]) + int(warmup * 1e9)
         progress(f"warming up {warmup:g} s, then measuring {duration:g} s")
-        sleep_until_ns(open_at)
+        connecting = _Follow(bots.err_path)
+        while now_ns() < open_at:  # the bots connect meanwhile: pass their count on
+            _relay(connecting, BOTS_LINE, progress)
+            sleep_until_ns(min(open_at, now_ns() + WATCH_NS))
         if server.popen.poll() is not None:
             raise server.failed("exited during the warm-up")
         os.kill(server.popen.pid, signal.SIGUSR1)  # open the server's window
-        if _wait_exit(bots, duration + EXIT_TIMEOUT_S + 60) is None:
+        progress(f"measuring {duration:g} s")
+        if _wait_exit_watching(bots, duration + EXIT_TIMEOUT_S + 60,
+                               _measuring(open_at, duration, connecting, progress)) is None:
             bots.stop()
             raise bots.failed("did not finish in time")
         # the server's window closes `duration` after it opened; allow it a little more
         _wait_file(paths["stats"], open_at + int((duration + CLOSE_GRACE_S) * 1e9), server)
         server_rc = server.stop()
+        if record_timings:
+            progress(f"tick timings recorded in {record_timings} "
+                     f"(xmarks profile {record_timings})")
         bots_report = _read_json_line(bots.out_path)
         if bots_report is None:
             raise bots.failed("printed no report")
@@ -238,12 +305,33 @@ def run_bench(spec: BenchSpec, progress: Callable[[str], None] = lambda _: None,
             "machine": {**_machine(cpu_server, cpu_bots), "loadavg_before": load_before,
                         "loadavg_after": _loadavg()},
         }
+        progress("reporting")
         return assemble(spec, server_report, bots_report, probe, extra)
     finally:
         for p in reversed(procs):
             p.stop(timeout=10)
         if tmp is not None:
             tmp.cleanup()
+
+
+def _measuring(open_at: int, duration: float, connecting: _Follow,
+               progress: Callable[[str], None]) -> Callable[[], None]:
+    """A watch for the measured part: "measuring: N s left" every MEASURE_EVERY_NS, and
+    the bots' connect lines if some are still connecting."""
+    close_at = open_at + int(duration * 1e9)
+    state = {"next": open_at + MEASURE_EVERY_NS, "closed": False}
+
+    def watch() -> None:
+        _relay(connecting, BOTS_LINE, progress)
+        now = now_ns()
+        if now >= close_at:
+            if not state["closed"]:
+                state["closed"] = True
+                progress("measured; waiting for both reports")
+        elif now >= state["next"]:
+            state["next"] = now + MEASURE_EVERY_NS
+            progress(f"measuring: {(close_at - now) / 1e9:.0f} s left")
+    return watch
 
 
 def _tail_s(spec: BenchSpec) -> float:

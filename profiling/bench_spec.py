@@ -20,7 +20,7 @@ MAX_WORLD_SIDE = 65536.0  # sim.rules: world_width/world_height at most 65536
 WARMUP_SLACK_S = 3.0
 
 SPEC_KEYS = ("players", "tick_rate", "snapshot_rate", "duration", "warmup", "visible", "io",
-             "seed", "connect_rate")
+             "seed", "connect_rate", "encode_threads")
 SCENARIO_KEYS = SPEC_KEYS + ("description", "targets")
 
 
@@ -41,6 +41,7 @@ class BenchSpec:
     io: str = "auto"
     seed: int = 1
     connect_rate: float = 2000.0
+    encode_threads: int = 1  # the server's net encode_threads
     scenario: str | None = None
     pin: bool = True
     probe_repeats: int = 5
@@ -65,6 +66,9 @@ class BenchSpec:
             raise BenchUsageError(f"warmup must be a number >= 0, got {self.warmup!r}")
         if self.io not in ("auto", "batched", "portable"):
             raise BenchUsageError(f"io must be auto, batched or portable, got {self.io!r}")
+        if not (isinstance(self.encode_threads, int) and 1 <= self.encode_threads <= 64):
+            raise BenchUsageError(f"encode_threads must be an integer in 1..64, got "
+                                  f"{self.encode_threads!r}")
         if not 1 <= self.probe_repeats <= 100:
             raise BenchUsageError(f"probe repeats must be in 1..100, got {self.probe_repeats!r}")
 
@@ -151,6 +155,8 @@ def bench_config(spec: BenchSpec) -> dict[str, dict[str, Any]]:
         "game": {"world_width": world["world_width"], "world_height": world["world_height"],
                  "treasure_count": world["treasure_count"], "max_players": spec.players,
                  "seed": spec.seed},
+        "net": {"encode_threads": spec.encode_threads},
+        "admin": {"admin_enabled": False},  # nothing to administer; no port to collide on
         # every bot shares 127.0.0.1 and they join at the horde's ramp: no per-address
         # limits (run_bench points key_file into its own directory)
         "security": {"key_file": "xmarks.key", "connect_rate_per_address": 0.0,

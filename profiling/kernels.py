@@ -1,6 +1,7 @@
 """Time the per-tick kernels in process, without sockets: decode, step and encode at N players.
 
     python -m profiling.kernels --players 1000 --players 10000 --ticks 200 [--visible 32]
+        [--encode-threads 2]
 
 Every player is a real session (connected through ServerProtocol) that sends one INPUT per
 tick; it keeps a heading and turns at random about every `turn_every` ticks, digs now and
@@ -31,6 +32,7 @@ from net.server import ServerProtocol
 from net.token import issue_token
 from sim.rules import GameRules
 from sim.world import new_world
+from tick.encoders import EncodeCrew
 from tick.warmup import warm_up
 
 
@@ -40,14 +42,15 @@ def world_side(players: int, view_radius: float, visible: float) -> float:
 
 
 def measure(players: int, ticks: int, tick_rate: float = 20.0, seed: int = 1,
-            visible: float = 32.0, turn_every: int = 40) -> dict:
+            visible: float = 32.0, turn_every: int = 40, encode_threads: int = 1) -> dict:
     """Run `ticks` ticks with `players` sessions; return per-phase ms stats and sizes."""
     base = GameRules()
     side = world_side(players, base.view_radius, visible)
     treasures = max(16, min(65535, int(base.treasure_count * (side / base.world_width) ** 2)))
     rules = replace(base, max_players=players, seed=seed, world_width=side, world_height=side,
                     treasure_count=treasures)
-    limits = replace(NetLimits(), rx_batch=players, session_timeout=3600.0)
+    limits = replace(NetLimits(), rx_batch=players, session_timeout=3600.0,
+                     encode_threads=encode_threads)
     warm_up(rules, limits, tick_rate)
     world = new_world(rules, tick_rate)
     key, server = os.urandom(32), ("127.0.0.1", 7777)
@@ -63,6 +66,7 @@ def measure(players: int, ticks: int, tick_rate: float = 20.0, seed: int = 1,
         addr = (f"127.0.{i // 50000}.1", 10000 + i % 50000)
         connect_in_memory(proto, client, addr)
         clients.append((client, addr))
+    crew = EncodeCrew(proto)  # encode_threads parts, as the server runs them
     rng = random.Random(seed)
     batch = DatagramBatch.allocate(players)
     ip = [int.from_bytes(bytes(map(int, a[0].split("."))), "big") for _, a in clients]
@@ -85,7 +89,7 @@ def measure(players: int, ticks: int, tick_rate: float = 20.0, seed: int = 1,
         t1 = time.perf_counter_ns()
         world.step()
         t2 = time.perf_counter_ns()
-        n = proto.encode()
+        n = crew.encode()
         t3 = time.perf_counter_ns()
         last_tick = world.tick - 1
         phases["decode"].append(t1 - t0)
@@ -112,9 +116,12 @@ def main() -> None:
     parser.add_argument("--players", type=int, action="append")
     parser.add_argument("--ticks", type=int, default=200)
     parser.add_argument("--visible", type=float, default=32.0)
+    parser.add_argument("--encode-threads", type=int, default=1,
+                        help="encode in this many parts on as many threads (net encode_threads)")
     args = parser.parse_args()
     for players in args.players or [1000, 10000]:
-        r = measure(players, args.ticks, visible=args.visible)
+        r = measure(players, args.ticks, visible=args.visible,
+                    encode_threads=args.encode_threads)
         print(f"{players:>6} players: decode p50 {r['decode']['p50']:.3f} ms "
               f"(p99 {r['decode']['p99']:.3f}) | step p50 {r['step']['p50']:.3f} ms "
               f"(p99 {r['step']['p99']:.3f}) | encode p50 {r['encode']['p50']:.3f} ms "

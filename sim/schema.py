@@ -28,8 +28,9 @@ TREASURE_F32 = ("x", "y")
 T_STATE, T_VALUE, T_GEN, T_CLAIM_TICK, T_CLAIMER = range(5)  # claimer: scratch of one dig pass
 TREASURE_I32 = ("state", "value", "gen", "claim_tick", "claimer")
 
-# Treasure states.
-BURIED, CLAIMED, WAITING = 0, 1, 2
+# Treasure states. REMOVED: taken out of play by an operator (sim.control); never
+# reburied by the respawn timer, only by the next hunt start or an explicit spawn.
+BURIED, CLAIMED, WAITING, REMOVED = 0, 1, 2, 3
 
 # --- world clock and counters, int64[CLOCK_ROWS] -----------------------------------
 TICK, HUNT_ID, HUNT_START, EVENT_COUNT, CLAIM_HEAD, LAST_HUNT_END, EVENTS_LOST = range(7)

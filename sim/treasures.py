@@ -6,8 +6,8 @@ import numpy as np
 
 from sim.jit import kernel
 from sim.rng import next_unit, pick_weighted
-from sim.schema import (BURIED, CLAIMED, T_CLAIM_TICK, T_CLAIMER, T_GEN, T_STATE, T_VALUE,
-                        TX, TY, WAITING)
+from sim.schema import (BURIED, CLAIMED, REMOVED, T_CLAIM_TICK, T_CLAIMER, T_GEN, T_STATE,
+                        T_VALUE, TX, TY, WAITING)
 
 
 @kernel
@@ -39,12 +39,13 @@ def age_treasures(tf: np.ndarray, ti: np.ndarray, tick: int, rng: np.ndarray,
                   value_cdf: np.ndarray, claim_show_ticks: int, respawn_ticks: int,
                   world_width: float, world_height: float) -> None:
     """CLAIMED -> WAITING after claim_show_ticks; -> BURIED elsewhere after respawn_ticks.
+    BURIED and REMOVED treasures are left alone.
 
     Treasures are visited in index order, so RNG draws are deterministic.
     """
     for t in range(tf.shape[1]):
         state = ti[T_STATE, t]
-        if state == BURIED:
+        if state == BURIED or state == REMOVED:
             continue
         age = tick - ti[T_CLAIM_TICK, t]
         if age >= respawn_ticks:

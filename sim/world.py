@@ -86,10 +86,17 @@ class World:
         return int(np.count_nonzero(self.pi[S.P_ALIVE]))
 
     def state_hash(self) -> str:
-        """BLAKE2b-128 hex digest over every state array's bytes, in STATE_FIELDS order."""
+        """BLAKE2b-128 hex digest over every state array's bytes, in STATE_FIELDS order.
+
+        The player table's last row, P_INPUT_SEQ, is left out: it is the network's
+        bookkeeping (which INPUT was applied, echoed in snapshots), never read by the
+        simulation, and an input log replays what the simulation consumed, not packets.
+        """
         h = hashlib.blake2b(digest_size=16)
         for name in self.STATE_FIELDS:
             arr = getattr(self, name)
+            if name == "pi":
+                arr = arr[:S.P_INPUT_SEQ]
             h.update(name.encode())
             h.update(str(arr.dtype).encode())
             h.update(np.ascontiguousarray(arr).tobytes())

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Servers the tests start as subprocesses bind their admin API to a free port: the
+# default, 7778, may be taken on the machine or by another test's server.
+os.environ.setdefault("XMARKS_ADMIN_PORT", "0")
 
 
 # ---- net: in-memory protocol rigs (tests/test_net_*.py, tests/test_e2e_*.py) ------------
@@ -108,18 +114,29 @@ class NetKit:
 
     @staticmethod
     def check_invariants(proto) -> None:
-        """Slots are either free (once) or connected; nothing outgrows the capacity."""
-        from net.sessions import CONNECTED, S_STATE
+        """Slots are free (once), connected, or away (a player waiting for its client);
+        nothing outgrows the capacity."""
+        from net.sessions import AWAY, CONNECTED, S_STATE
         connected = set(int(s) for s in (proto.sessions[S_STATE] == CONNECTED).nonzero()[0])
+        away = set(int(s) for s in (proto.sessions[S_STATE] == AWAY).nonzero()[0])
         assert len(proto._free) == len(set(proto._free)), "a slot is free twice"
-        assert set(proto._free).isdisjoint(connected)
-        assert len(proto._free) + len(connected) == proto.capacity
+        assert set(proto._free).isdisjoint(connected | away)
+        assert len(proto._free) + len(connected) + len(away) == proto.capacity
         assert len(proto._by_client) == len(connected)
         assert set(proto._by_client.values()) == connected
+        assert set(proto._away.values()) == away
         assert sum(proto._per_ip.values()) == len(connected)
-        assert proto.world.alive_count() == len(connected)
+        assert proto.world.alive_count() == len(connected) + len(away)
 
 
 @pytest.fixture(scope="session")
 def netkit() -> type[NetKit]:
     return NetKit
+
+
+@pytest.fixture(autouse=True)
+def _run_in_a_fresh_directory(tmp_path, monkeypatch):
+    """Every test runs in its own empty directory: a server started with default settings
+    writes its key, admin token, ledger and checkpoint there, never into the checkout, and
+    no test resumes another's world."""
+    monkeypatch.chdir(tmp_path)

@@ -23,7 +23,7 @@ import numpy as np
 from sim import schema as S
 
 MASK64 = (1 << 64) - 1
-BURIED, CLAIMED, WAITING = 0, 1, 2
+BURIED, CLAIMED, WAITING, REMOVED = 0, 1, 2, 3
 EVENT_CLAIM, EVENT_HUNT_END, EVENT_RANK = 1, 2, 3
 CLAIM_RING = 16
 INF = float("inf")
@@ -397,7 +397,7 @@ def ref_bury(tr: RefTreasure, rng: SplitMix64, weights, width: float, height: fl
 
 def ref_age(treasures, tick, rng, weights, claim_show_ticks, respawn_ticks, width, height) -> None:
     for tr in treasures:
-        if tr.state == BURIED:
+        if tr.state in (BURIED, REMOVED):
             continue
         age = tick - tr.claim_tick
         if age >= respawn_ticks:
@@ -547,7 +547,8 @@ class RefWorld:
 
         fields = [
             ("pf", "float32", "f", rows(ps, S.PLAYER_F32)),
-            ("pi", "int32", "i", rows(ps, S.PLAYER_I32)),
+            # input_seq (the last row) is the network's, not the simulation's: left out
+            ("pi", "int32", "i", rows(ps, S.PLAYER_I32[:S.P_INPUT_SEQ])),
             ("tf", "float32", "f", rows(ts, S.TREASURE_F32)),
             ("ti", "int32", "i", rows(ts, S.TREASURE_I32)),
             ("p_starts", "int32", "i", self.p_starts),

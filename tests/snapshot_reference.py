@@ -21,8 +21,9 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from tests.conftest import NetKit
-from net.limits import NetLimits
+from net.limits import CLAIM_EVENTS_MAX, NetLimits
 from net.sessions import CONNECTED, S_ID, S_SNAPSHOT_ACK, S_STATE
+from net.snapshot_ring import OWN_CLAIMS
 from sim import schema as S
 from sim.grid import build_grid
 from sim.rules import GameRules
@@ -126,6 +127,10 @@ class Ring:
     count: int = 0
     seq: int = 0
     entries: deque = field(default_factory=deque)
+    # own claims: [tick, treasure, value, first confirmed snapshot tick or -1], in the
+    # order they were added (the kernel's table order does not matter: "my" is sorted)
+    own: list = field(default_factory=list)
+    result: list = field(default_factory=lambda: [-1, -1, -1])  # hunt, sent tick, done
 
     def add(self, entry: Entry) -> None:
         self.entries.append(entry)
@@ -253,10 +258,21 @@ class ReferenceEncoder:
             ring = self.rings[slot] = Ring(sid, self.depth)
         return ring
 
-    def encode(self, world, sessions) -> dict[int, Expected]:
+    def encode(self, world, sessions, durable: int = 2**62) -> dict[int, Expected]:
         """The snapshots of the tick that just ran (clock[TICK] - 1), by slot, and the
-        rings updated as the kernel updates its own."""
+        rings updated as the kernel updates its own. durable: the newest tick whose claims
+        are durable (ServerProtocol.durable)."""
         caps = self.caps
+        # this tick's claims join their claimers' own claims (every session, due or not)
+        for e in range(int(world.clock[S.EVENT_COUNT])):
+            kind, _, slot, gen, treasure, value = (int(v) for v in world.events[e])
+            if (kind != S.EVENT_CLAIM or sessions[S_STATE, slot] != CONNECTED
+                    or int(world.pi[S.P_GEN, slot]) != gen):
+                continue
+            own = self.ring(slot, int(sessions[S_ID, slot])).own
+            if len(own) == OWN_CLAIMS:  # full: the oldest goes
+                own.remove(min(own, key=lambda c: c[0]))
+            own.append([int(world.events[e, S.EV_TICK]), treasure, value, -1])
         kr, pf, pi, tf, ti, clock = world.kr, world.pf, world.pi, world.tf, world.ti, world.clock
         W, H, rate = kr.world_width, kr.world_height, kr.tick_rate
         tick = int(clock[S.TICK]) - 1
@@ -280,7 +296,6 @@ class ReferenceEncoder:
         final = [int(v) for r in world.final_board if r[S.LB_SLOT] >= 0
                  for v in (r[S.LB_SLOT], r[S.LB_SCORE])]
         last_end = int(clock[S.LAST_HUNT_END])
-        show_result = last_end >= 0 and tick - last_end < caps.result_window_ticks
         ticks_left = max(0, kr.hunt_ticks - (tick + 1 - int(clock[S.HUNT_START])))
         out: dict[int, Expected] = {}
         for s in range(sessions.shape[1]):
@@ -321,8 +336,30 @@ class ReferenceEncoder:
             recent = [c for c in claims if (base is None or c[0] > base.tick)
                       and (c[1] == s or (float(c[4]) - x) ** 2 + (float(c[5]) - y) ** 2
                            <= kr.view_radius ** 2)]
+            recent = recent[:CLAIM_EVENTS_MAX]  # the newest
             if recent:
                 doc["ev"] = [(c[0] & MASK) if k == 0 else c[k] for c in recent for k in range(4)]
+            # own claims: until a snapshot that said "confirmed" is acked
+            base_tick = base.tick if base is not None else -1
+            ring.own = [c for c in ring.own if not (c[3] >= 0 and base_tick >= c[3])]
+            for c in ring.own:
+                if c[3] < 0 and c[0] <= durable:
+                    c[3] = tick
+            if ring.own:
+                doc["my"] = [v for c in sorted(ring.own, key=lambda c: (c[0], c[1]))
+                             for v in (c[0] & MASK, c[1], c[2], int(c[3] >= 0))]
+            # the last hunt's result: until acked, to sessions there within its window
+            show_result = False
+            if last_end >= 0:
+                ended = int(clock[S.HUNT_ID]) - 1
+                res = ring.result
+                if res[0] != ended:
+                    ring.result = res = [ended, -1, 0 if tick - last_end < caps.result_window_ticks else 1]
+                elif res[2] == 0 and res[1] >= 0 and base_tick >= res[1]:
+                    res[2] = 1
+                show_result = res[2] == 0
+                if show_result and res[1] < 0:
+                    res[1] = tick
             if ring.count % caps.leaderboard_every_snapshots == 0 and not show_result:
                 doc["lb"] = board
             if show_result:

@@ -135,6 +135,7 @@ def test_cli_serve_and_bots_over_loopback(tmp_path):
         "[tick]\ntick_rate = 20.0\nstatus_every = 0\n")
     serve = subprocess.Popen(
         xmarks_command() + ["serve", "--port", str(port), "--duration", "5",
+                            "--log-level", "debug",  # joins and leaves are debug lines
                             "--config", str(config), "--key-file", str(tmp_path / "k")],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=clean_env())
     lines: queue.Queue = queue.Queue()

@@ -31,7 +31,7 @@ from net.batch import DatagramBatch
 from net.client import (CLOSED, CONNECTED, ClientProtocol, Connected, Denied, Disconnected,
                         Held, Snapshot, decode_snapshot, parse_snapshot)
 from net.cookie import Cookie, CookieJar
-from net.events import PlayerJoined, PlayerLeft
+from net.events import PlayerJoined, PlayerLeft, PlayerMoved
 from net.sessions import S_SNAPSHOT_ACK
 from net.tag import sign, verify
 from net.token import ConnectToken, PrivateToken, TokenError, TokenOpener
@@ -138,7 +138,12 @@ def feed_server(proto, data, addr, now_ms):
     packet, one CHALLENGE sent, one session opened}; at most one reply, never larger."""
     drops, accepted, challenges = server_counts(proto)
     events = proto.receive_datagram(data, addr, NetKit.ns(now_ms))
-    assert isinstance(events, list) and len(events) <= 1
+    # an accepted packet from a new address also moves its session (one PlayerMoved more)
+    moves = [e for e in events if isinstance(e, PlayerMoved)]
+    assert isinstance(events, list) and len(events) - len(moves) <= 1 and len(moves) <= 1
+    if moves:
+        assert moves[0].new == addr  # (and the session is there, unless it also quit)
+        assert proto.addresses[moves[0].slot] in (addr, None)
     replies = proto.datagrams_to_send()
     assert len(replies) <= 1
     for reply, _to in replies:

@@ -269,10 +269,11 @@ def test_server_drops_each_malformed_datagram_under_its_reason(live, netkit):
     assert len(cases) > 300
     covered = {reason for *_rest, reason in cases}
     # every reason a server can reach with a single datagram of a fresh sender; the rest
-    # (rate_limited, server_full, address_limit, challenge_expired, shutting_down) are in
-    # test_net_security.py, no_baseline is the client's
+    # (rate_limited, server_full, address_limit, challenge_expired, shutting_down, banned)
+    # are in test_net_security.py and test_net_bans.py, no_baseline is the client's
     assert covered == set(D.REASONS) - {"rate_limited", "server_full", "address_limit",
-                                        "challenge_expired", "no_baseline", "shutting_down"}
+                                        "challenge_expired", "no_baseline", "shutting_down",
+                                        "banned"}
     gate = proto.gate
     for label, data, addr, reason in cases:
         before = netkit.state(proto)
@@ -561,7 +562,7 @@ def test_client_drops_each_malformed_datagram_under_its_reason(live):
         "wrong_address", "replayed", "rate_limited", "server_full", "bad_token",
         "token_expired", "wrong_server", "token_reused", "duplicate_client",
         "bad_challenge", "challenge_expired", "address_limit",
-        "shutting_down"}  # server-only reasons
+        "shutting_down", "banned"}  # server-only reasons
     for label, data, reason in cases:
         before = client_state(client)
         drops = client.drops.copy()

@@ -13,7 +13,7 @@ from net.address import ip_to_int
 from net.batch import DatagramBatch
 from net.client import (CLOSED, CONNECTED, CONNECTING, DENIED, Connected,
                         Denied, Disconnected, Snapshot)
-from net.events import PlayerJoined, PlayerLeft
+from net.events import PlayerAway, PlayerJoined, PlayerLeft, PlayerMoved
 from net.limits import NetLimits
 from net.sessions import S_LAST_HEARD, S_LAST_RX_SEQ, S_STATE, CONNECTED as S_CONNECTED
 from net.tag import sign
@@ -368,11 +368,12 @@ def test_keepalive_keeps_a_quiet_session_alive(netkit):
 # ---- leaving ------------------------------------------------------------------------
 
 def test_silent_session_times_out_and_its_slot_is_reused(netkit):
-    proto, client = connected_pair(netkit, name="quiet")  # heard at 0 ms
+    proto = netkit.server(limits=NetLimits(reconnect_grace=0))  # no waiting for it
+    proto, client = connected_pair(netkit, name="quiet", proto=proto)  # heard at 0 ms
     timeout = proto.timeout_ns
     assert proto.expire(timeout) == []  # exactly the timeout: not yet
     left = proto.expire(timeout + 1)
-    assert left == [PlayerLeft(0, "quiet", "timed_out")]
+    assert left == [PlayerLeft(0, "quiet", "timed_out", A)]
     (notice, to), = proto.datagrams_to_send()
     assert to == A and unpack_header(notice).type == DISCONNECT
     assert notice[HEADER_SIZE] == DISCONNECT_TIMED_OUT
@@ -426,7 +427,7 @@ def test_client_disconnect_frees_the_slot(netkit):
     assert len(packet) == DISCONNECT_SIZE
     assert packet[HEADER_SIZE] == DISCONNECT_CLIENT_QUIT
     events = proto.receive_datagram(packet, A, ns(100))
-    assert events == [PlayerLeft(0, "leaver", "quit")]
+    assert events == [PlayerLeft(0, "leaver", "quit", A)]
     assert proto.datagrams_to_send() == []  # nothing is sent back
     assert proto.connected_count() == 0 and proto.world.alive_count() == 0
     netkit.check_invariants(proto)
@@ -455,7 +456,7 @@ def test_two_disconnects_in_one_batch_close_the_session_once(netkit):
     again = sign(pack_header(DISCONNECT, client.info.session_id, 50) + DISCONNECT_BODY.pack(1),
                  client.token.c2s_key)
     events = proto.receive_batch(batch_of((first, A), (again, A)), ns(100))
-    assert events == [PlayerLeft(0, "twice", "quit")]
+    assert events == [PlayerLeft(0, "twice", "quit", A)]
     assert drop_counts(proto) == {"unknown_session": 1}  # PROTOCOL.md 9.1
     netkit.check_invariants(proto)
     # the slot is handed out once, and a second newcomer gets another slot, no exception
@@ -480,7 +481,7 @@ def test_a_stale_disconnect_in_the_same_batch_does_not_close_the_next_session(ne
 
 def test_kick_tells_the_client(netkit):
     proto, client = connected_pair(netkit, name="rude")
-    assert proto.kick(0) == PlayerLeft(0, "rude", "kicked")
+    assert proto.kick(0) == PlayerLeft(0, "rude", "kicked", A)
     assert proto.kick(0) is None
     (notice, to), = proto.datagrams_to_send()
     assert to == A
@@ -575,21 +576,103 @@ def test_wrong_version_request_of_another_size_gets_no_reply(netkit, size):
 
 
 def test_packets_of_a_session_from_another_address_are_dropped(netkit):
+    """From elsewhere, only an authenticated packet newer than any before moves a session:
+    forged tags and late (older) packets are wrong_address and change nothing."""
     proto, client = connected_pair(netkit)
-    before = netkit.state(proto)
-    packet = client.input(50, 50, True, 0.05)
-    for addr in (("10.0.0.1", 4001), ("10.0.0.9", 4000), B):
-        assert proto.receive_datagram(packet, addr, ns(50)) == []
     key = client.token.c2s_key
-    keepalive = sign(pack_header(KEEPALIVE, client.info.session_id, 1000), key)
-    bye = sign(pack_header(DISCONNECT, client.info.session_id, 1001) + DISCONNECT_BODY.pack(1),
-               key)
-    proto.receive_datagram(keepalive, B, ns(60))
-    proto.receive_datagram(bye, B, ns(70))
-    assert drop_counts(proto) == {"wrong_address": 5}
-    assert netkit.state(proto) == before
-    assert proto.receive_datagram(packet, A, ns(80)) == []  # from the right address: fine
-    assert proto.world.pi[S.P_MOVE_X, 0] == 50
+    sid = client.info.session_id
+    new = client.input(50, 50, True, 0.05)  # sequence 1
+    assert proto.receive_datagram(new, A, ns(40)) == []
+    late = sign(pack_header(KEEPALIVE, sid, 0), key)  # sequence 0: never valid
+    forged = bytearray(sign(pack_header(KEEPALIVE, sid, 1000), key))
+    forged[-1] ^= 1
+    for addr in (("10.0.0.1", 4001), ("10.0.0.9", 4000), B):
+        assert proto.receive_datagram(bytes(forged), addr, ns(50)) == []
+    # an old packet (sequence 1 again, and one within the window but older) from elsewhere
+    assert proto.receive_datagram(new, B, ns(55)) == []
+    third = sign(pack_header(KEEPALIVE, sid, 3), key)
+    second = sign(pack_header(KEEPALIVE, sid, 2), key)
+    assert proto.receive_datagram(third, A, ns(56)) == []
+    assert proto.receive_datagram(second, B, ns(57)) == []
+    assert proto.receive_datagram(late, B, ns(58)) == []
+    assert drop_counts(proto) == {"wrong_address": 4, "replayed": 1, "stale_sequence": 1}
+    assert proto.addresses[0] == A and proto.moves == 0
+
+
+def test_an_authenticated_newer_packet_moves_the_session(netkit):
+    """NAT rebinding: the client's packets start coming from a new port; the session
+    follows the first authenticated packet newer than any before, and snapshots go there."""
+    proto, client = connected_pair(netkit, name="roamer")
+    assert proto.receive_datagram(client.input(10, 0, False, 0.05), A, ns(50)) == []
+    moved = ("10.0.0.1", 5555)
+    # while its address still talks, nothing moves it (a raced copy of a real packet)
+    raced = client.input(15, 0, False, 0.10)
+    assert proto.receive_datagram(raced, moved, ns(100)) == []
+    assert drop_counts(proto) == {"wrong_address": 1} and proto.addresses[0] == A
+    proto.drops[:] = 0
+    # silent for move_after_silence (0.25 s): the next authenticated, newer one moves it
+    events = proto.receive_datagram(client.input(20, 0, False, 0.40), moved, ns(400))
+    assert events == [PlayerMoved(0, "roamer", A, moved)]
+    assert proto.addresses[0] == moved and proto.moves == 1
+    assert proto.world.pi[S.P_MOVE_X, 0] == 20  # the packet that moved it was applied
+    netkit.check_invariants(proto)
+    # the old address is now the wrong one, even for a fresh packet... unless newer
+    stale = client.input(30, 0, False, 0.45)
+    newer = client.input(40, 0, False, 0.46)
+    assert proto.receive_datagram(newer, moved, ns(460)) == []
+    assert proto.receive_datagram(stale, A, ns(900)) == []  # late from the old place
+    assert drop_counts(proto) == {"wrong_address": 1}
+    assert proto.world.pi[S.P_MOVE_X, 0] == 40
+    proto.world.step()
+    proto.encode()
+    ((_, to),) = list(proto.snapshots())
+    assert to == moved
+    # a move to another host counts against that host's sessions
+    far = ("10.0.0.77", 6000)
+    assert proto.receive_datagram(client.input(0, 0, False, 0.80), far, ns(800)) == [
+        PlayerMoved(0, "roamer", moved, far)]
+    assert proto._per_ip == {ip_to_int("10.0.0.77"): 1}
+    netkit.check_invariants(proto)
+
+
+def test_a_timed_out_player_waits_for_its_client_and_is_taken_back(netkit):
+    proto = netkit.server(limits=NetLimits(reconnect_grace=30.0))
+    proto, client = connected_pair(netkit, name="phone", proto=proto)
+    proto.world.pi[S.P_SCORE, 0] = 7
+    proto.world.pf[S.PX, 0] = 123.0
+    proto.world.pi[S.P_MOVE_X, 0] = 100  # walking when the connection died
+    timeout = proto.timeout_ns
+    assert proto.expire(timeout + 1) == [PlayerAway(0, "phone", A)]
+    assert unpack_header(proto.datagrams_to_send()[0][0]).type == DISCONNECT
+    assert proto.connected_count() == 0 and proto.world.alive_count() == 1
+    assert proto.world.pi[S.P_MOVE_X, 0] == 0  # it stands still while it waits
+    netkit.check_invariants(proto)
+    # its old session is gone: packets of it are unknown
+    proto.receive_datagram(client.input(1, 1, False, 5.1), A, ns(5100))
+    assert drop_counts(proto) == {"unknown_session": 1}
+    # the same client id comes back (a new token, from a new address) within the grace
+    back = netkit.client("phone", salt=77, token=netkit.token("phone", client_id=client.token.client_id))
+    (ev,) = netkit.connect(proto, back, B, 20_000)
+    assert ev.info.slot == 0 and ev.info.session_id != client.info.session_id
+    assert proto.world.pi[S.P_SCORE, 0] == 7 and proto.world.pf[S.PX, 0] == 123.0
+    assert proto.connected_count() == 1 and proto.addresses[0] == B
+    netkit.check_invariants(proto)
+    # its inputs count from 1 again in the new session
+    assert proto.receive_datagram(back.input(5, 5, False, 20.05), B, ns(20_050)) == []
+    assert proto.world.pi[S.P_MOVE_X, 0] == 5
+
+
+def test_a_player_whose_client_never_comes_back_leaves_after_the_grace(netkit):
+    proto = netkit.server(limits=NetLimits(reconnect_grace=30.0))
+    proto, client = connected_pair(netkit, name="gone", proto=proto)
+    timeout, grace = proto.timeout_ns, proto.grace_ns
+    assert proto.expire(timeout + 1) == [PlayerAway(0, "gone", A)]
+    assert proto.expire(timeout + grace) == []
+    assert proto.expire(timeout + grace + 1) == [PlayerLeft(0, "gone", "timed_out", None)]
+    assert proto.world.alive_count() == 0 and proto._free[0] == 0
+    netkit.check_invariants(proto)
+    (ev,) = netkit.connect(proto, netkit.client("next", salt=99), B, 40_000)
+    assert ev.info.slot == 0  # the slot is free again
 
 
 def test_guessed_session_ids_are_dropped(netkit):
@@ -742,3 +825,33 @@ def test_retries_beyond_the_address_burst_are_rate_limited(netkit):
         batch.put(request, ip_to_int("127.0.0.1"), 4000)
     proto.receive_batch(batch, 0)
     assert len(proto.datagrams_to_send()) == 20
+
+
+def test_an_unanswered_response_is_given_up_for_a_new_challenge(netkit):
+    """The challenge is bound to the client's address: if its port changes (NAT
+    rebinding) between challenge and response, resending the response is useless; after
+    RESPONSE_RESENDS the client asks again from where it is now, and gets in."""
+    from net.client import RESPONSE_RESENDS
+    proto = netkit.server()
+    client = netkit.client("rebound", salt=5)
+    proto.receive_datagram(client.connect(0.0), A, 0)
+    ((challenge, _),) = proto.datagrams_to_send()
+    assert client.receive(challenge, 0.01) == []
+    moved = ("10.0.0.1", 4999)  # the NAT gave the client another port
+    sent = []
+    for k in range(RESPONSE_RESENDS + 1):
+        out, _ = client.poll(0.01 + 0.3 * (k + 1))
+        sent += out
+        for data in out:
+            proto.receive_datagram(data, moved, ns(10 + 300 * (k + 1)))
+    types = [unpack_header(d).type for d in sent]
+    assert types == [CHALLENGE_RESPONSE] * RESPONSE_RESENDS + [CONNECT_REQUEST]
+    # the server refused each one: its cookie names the address it was sent to
+    assert drop_counts(proto) == {"wrong_address": RESPONSE_RESENDS}
+    # the new request is challenged at the new address, and the client gets in
+    ((challenge, to),) = [r for r in proto.datagrams_to_send() if unpack_header(r[0]).type == CHALLENGE][-1:]
+    assert to == moved
+    client.receive(challenge, 3.0)
+    (response,), _ = client.poll(3.0)
+    (event,) = proto.receive_datagram(response, moved, ns(3000))
+    assert isinstance(event, PlayerJoined) and proto.addresses[event.slot] == moved

@@ -236,7 +236,7 @@ def test_no_dropped_datagram_is_answered(netkit):
     silent(proto, keepalive + bytes(MAX_DATAGRAM), X, 10, "oversize")
     silent(proto, b"MX" + keepalive[2:], A, 10, "bad_protocol")
     silent(proto, keepalive[:2] + bytes([2]) + keepalive[3:], A, 10, "bad_version")
-    silent(proto, request_of(owner, version=4)[:255], X, 10, "bad_version")
+    silent(proto, request_of(owner, version=VERSION + 1)[:255], X, 10, "bad_version")
     silent(proto, response[:2] + bytes([2]) + response[3:], B, 10, "bad_version")
     silent(proto, keepalive[:4] + b"\x01" + keepalive[5:], A, 10, "bad_flags")
     silent(proto, pack_header(CHALLENGE, 0, 0).ljust(CHALLENGE_SIZE, b"\0"), X, 10, "bad_type")
@@ -273,6 +273,8 @@ def test_no_dropped_datagram_is_answered(netkit):
     for k in range(burst(40.0)):
         assert send(proto2, input_packet(c2, 100 + k, 100 + k), A, 10) == ([], [])
     silent(proto2, input_packet(c2, 200, 200), A, 10, "rate_limited")
+    proto.bans.ban("address", ip_to_int("198.51.100.9"), ns(10**6))  # an operator's ban
+    silent(proto, request_of(netkit.client("b")), ("198.51.100.9", 1), 3000, "banned")
     # the refusals that are answered: once the token is proven valid, with a tagged deny
     # no larger than the request (test_every_reply_before_a_session_is_no_larger_...)
     answered = {"server_full", "address_limit", "shutting_down"}
@@ -726,7 +728,7 @@ def test_a_token_is_used_by_one_address_only(netkit):
 def test_wrong_version_requests(netkit):
     proto = netkit.server(security=SecuritySettings())
     client = netkit.client("a", salt=0xABCDEF)
-    for version in (0, 1, 2, 4, 255):
+    for version in (0, 1, 2, 3, 5, 255):
         before = full_state(proto)
         events, replies = send(proto, request_of(client, version=version), A, 0)
         assert events == [] and full_state(proto) == before
@@ -736,7 +738,7 @@ def test_wrong_version_requests(netkit):
         assert (head.type, head.version, head.session_id, head.sequence) == (
             CONNECT_DENY, VERSION, 0, 0)
         assert CONNECT_DENY_BODY.unpack(deny[HEADER_SIZE:]) == (0xABCDEF, DENY_VERSION)
-    assert drops(proto) == {"bad_version": 5}
+    assert drops(proto) == {"bad_version": 6}
     # the client of the right version ignores it (untagged, 25 bytes)
     client.connect(0.0)
     assert client.receive(deny, 0.0) == [] and drops(client) == {"bad_length": 1}

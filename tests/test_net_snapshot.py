@@ -50,7 +50,7 @@ def check_encode(rig: Rig) -> dict[int, tuple[bytes, dict]]:
     """encode() equals the reference, byte for byte, and the rings agree. Returns
     {slot: (datagram, document)}."""
     proto, world = rig.proto, rig.world
-    expected = rig.ref.encode(world, proto.sessions)
+    expected = rig.ref.encode(world, proto.sessions, int(proto.durable[0]))
     n = proto.encode()
     got: dict[int, bytes] = {}
     for j, (data, addr) in enumerate(proto.snapshots()):
@@ -309,7 +309,10 @@ def test_random_worlds_match_the_reference(seed):
                        hunt_result_window=float(rng.choice([0.05, 1.0, 5.0])),
                        snapshot_ring=int(rng.choice([2, 3, 8, 64])),
                        aoi_hysteresis=float(rng.choice([0.0, 0.1, 0.5])),
-                       delta_tolerance=float(rng.choice([0.0, 0.25, W / 100])))
+                       delta_tolerance=float(rng.choice([0.0, 0.25, W / 100])),
+                       # the parts split the slots by connected sessions and are merged:
+                       # the bytes must not depend on how many there are
+                       encode_threads=[1, 2, 3, 5][seed % 4])
     every = int(rng.choice([1, 1, 2, 3]))
     rig = Rig(n, limits, snapshot_every=every, max_players=P, treasure_count=T,
               world_width=W, world_height=H, cell_size=cell, view_radius=view,
@@ -535,17 +538,21 @@ def test_leaderboard_counts_snapshots_and_gives_way_to_the_hunt_result():
     for k in range(20):
         if k == 7:
             w.clock[S.LAST_HUNT_END] = int(w.clock[S.TICK]) - 1  # a hunt ends this tick
+            w.clock[S.HUNT_ID] += 1
+        if k == 12:  # slot 0 acks the snapshot of k = 9: it has the result, slot 1 not
+            rig.ack(0, int(w.clock[S.TICK]) - 1 - 3)
         docs = check_encode(rig)
         flags.append(tuple(("lb" in d, "hr" in d) for _, d in docs.values()))
         evolve_still(w, 1)
     for k, row in enumerate(flags):
-        for has_lb, has_hr in row:
+        for slot, (has_lb, has_hr) in enumerate(row):
             assert not (has_lb and has_hr)
-            assert has_hr == (7 <= k < 17)
+            # resent until acked: slot 0 until its ack (k = 12), slot 1 to the end
+            assert has_hr == (7 <= k < 12 if slot == 0 else 7 <= k), (k, slot)
             assert has_lb == (k % 3 == 0 and not has_hr)
 
 
-def test_claims_and_hunt_result_appear_only_inside_their_windows():
+def test_claims_appear_only_inside_their_window_and_the_result_until_acked():
     limits = NetLimits(claim_event_window=0.5, hunt_result_window=1.0)  # 10 and 20 ticks
     rig = Rig(1, limits)
     w = rig.world
@@ -555,8 +562,9 @@ def test_claims_and_hunt_result_appear_only_inside_their_windows():
     set_claim(w, 0, 95, 0, 3, 2)
     w.clock[S.LAST_HUNT_END] = 90
     w.clock[S.HUNT_ID] = 4
+    # no ack: the result is repeated past its window, until the client has it
     for tick, has_ev, has_hr in ((100, True, True), (104, True, True), (105, False, True),
-                                 (109, False, True), (110, False, False)):
+                                 (109, False, True), (110, False, True), (140, False, True)):
         w.clock[S.TICK] = tick + 1
         (_, doc), = check_encode(rig).values()
         assert ("ev" in doc, "hr" in doc) == (has_ev, has_hr), tick
@@ -565,6 +573,16 @@ def test_claims_and_hunt_result_appear_only_inside_their_windows():
             assert doc["ev"] == [95, 0, 3, 2]
         if has_hr:
             assert doc["hr"][0] == 3
+    rig.ack(0, 140)
+    w.clock[S.TICK] = 142
+    (_, doc), = check_encode(rig).values()
+    assert doc["b"] == 140 and "hr" not in doc
+    # a client that connects after the window never gets that result
+    slot = rig.connect(NetKit.client("late", salt=99), ("10.9.9.9", 4000))
+    w.pi[S.P_ALIVE, slot] = 1
+    rebuild_grids(w)
+    docs = check_encode(rig)
+    assert "hr" not in docs[slot][1]
 
 
 def test_a_delta_repeats_only_the_claims_after_its_baseline():
@@ -808,7 +826,8 @@ def widest_delta_world(players: int, treasures: int, tick: int = 2**31 - 2):
     """A delta at its widest for slots 256 and up: every baseline player moved more than
     32768 quanta behind its prediction (negative residuals take 5 bytes, positive ones at
     most 3) with a new 16-bit velocity, every baseline treasure replaced; ids >= 256, 32-bit ticks, scores, acks and
-    hunt clock, 16 claims after the baseline, a full final board. Returns (rig, slots)."""
+    hunt clock, 12 claims after the baseline, 4 own claims, a full final board. Returns
+    (rig, slots)."""
     limits = NetLimits(max_visible_players=players, max_visible_treasures=treasures,
                        leaderboard_every=0.05, hunt_result_window=1e4)
     n = 256 + players + 1
@@ -862,12 +881,17 @@ def widest_delta(players: int, treasures: int, tick: int = 2**31 - 2):
     # treasures in view swapped for others; 16 claims of this tick
     w.clock[S.TICK] += 1
     t = int(w.clock[S.TICK]) - 1
-    w.clock[S.LAST_HUNT_END] = t - 1
+    w.clock[S.LAST_HUNT_END] = t - 1  # another hunt ended: its result is not acked yet
+    w.clock[S.HUNT_ID] += 1
     w.ti[S.T_STATE, 256:256 + treasures] = S.CLAIMED
     w.ti[S.T_STATE, 256 + treasures:256 + 2 * treasures] = S.BURIED
     place_wide(w, rng, 20.0, -1)  # residuals below -32768: int32
     for r in range(S.CLAIM_RING):  # treasures in view (far claims are left out), u16 ids
         set_claim(w, r, t, 40000 + r, 256 + treasures + r % treasures, 100)
+    w.clock[S.EVENT_COUNT] = 0
+    for s in slots:  # four own claims each ("my"), u32 ticks, u16 treasures, confirmed
+        for k in range(4):
+            claim_event(w, s, 300 + k, 100)
     rebuild_grids(w)
     return rig, check_encode(rig)
 
@@ -876,7 +900,8 @@ def widest_delta(players: int, treasures: int, tick: int = 2**31 - 2):
 def test_widest_delta_comes_close_to_the_bound(players, treasures):
     rig, got = widest_delta(players, treasures)
     docs = [doc for s, (_, doc) in got.items() if s >= 256]
-    assert all("b" in d and len(d["pv"]) == 5 * players and len(d["ev"]) == 64 for d in docs)
+    assert all("b" in d and len(d["pv"]) == 5 * players and len(d["ev"]) == 48
+               and len(d["my"]) == 16 and d["my"][3::4] == [1] * 4 for d in docs)
     assert all(len(d["tx"]) == treasures and len(d["tn"]) == 4 * treasures for d in docs)
     assert all(max(d["pv"][1::5] + d["pv"][2::5]) < -32768 for d in docs)
     widest = max(len(data) for s, (data, _) in got.items() if s >= 256)
@@ -910,3 +935,84 @@ def test_documented_quantization_examples():
     assert q(512.0, 1024.0) == 32768 and q(1024.0, 1024.0) == 65535 and q(-1.0, 10.0) == 0
     assert vq(200.0, 1024.0, 20.0) == 640 and vq(-200.0, 1024.0, 20.0) == -640
     assert math.isclose(65536 / 1024 / 20, 3.2)
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7])
+def test_parts_split_the_connected_sessions_evenly(parts):
+    """Slots fill lowest first: the split follows connected sessions, not slot numbers."""
+    from net.snapshot import split_sessions
+    rng = np.random.default_rng(parts)
+    for connected in ([], list(range(10)), list(rng.choice(100, 37, replace=False)),
+                      list(range(100))):
+        sessions = np.zeros((16, 100), np.int64)
+        sessions[S_STATE, connected] = CONNECTED
+        split = np.zeros(parts + 1, np.int64)
+        split_sessions(sessions, split)
+        assert split[0] == 0 and split[-1] == 100 and np.all(np.diff(split) >= 0)
+        per_part = [int(np.count_nonzero(sessions[S_STATE, split[c]:split[c + 1]] == CONNECTED))
+                    for c in range(parts)]
+        assert sum(per_part) == len(connected)
+        assert max(per_part) - min(per_part) <= 1, per_part
+
+
+def claim_event(world, slot: int, treasure: int, value: int) -> None:
+    """A claim by `slot` in the tick that just ran, as sim.dig writes it."""
+    n = int(world.clock[S.EVENT_COUNT])
+    world.events[n] = (S.EVENT_CLAIM, int(world.clock[S.TICK]) - 1, slot,
+                       int(world.pi[S.P_GEN, slot]), treasure, value)
+    world.clock[S.EVENT_COUNT] = n + 1
+
+
+def test_own_claims_wait_for_the_ledger_and_repeat_until_a_confirmed_one_is_acked():
+    rig = Rig(2)
+    w, proto = rig.world, rig.proto
+    rng = np.random.default_rng(4)
+    randomize(w, rng, tick=300)
+    w.clock[S.LAST_HUNT_END] = -1
+    proto.durable[0] = 0  # the ledger has nothing durable yet
+    w.clock[S.EVENT_COUNT] = 0
+    claim_event(w, 0, 5, 3)
+    docs = check_encode(rig)
+    assert docs[0][1]["my"] == [300, 5, 3, 0]  # told, not yet confirmed
+    assert "my" not in docs[1][1]  # only the claimer hears of it here
+    rig.ack(0, 300)  # acking an unconfirmed one does not end it
+    w.clock[S.EVENT_COUNT] = 0
+    w.clock[S.TICK] += 1
+    claim_event(w, 0, 6, 1)  # a second one, a tick later
+    docs = check_encode(rig)
+    assert docs[0][1]["my"] == [300, 5, 3, 0, 301, 6, 1, 0]
+    proto.durable[0] = 300  # the first one's tick is durable now
+    w.clock[S.EVENT_COUNT] = 0
+    w.clock[S.TICK] += 1
+    docs = check_encode(rig)  # snapshot 302: the first is confirmed
+    assert docs[0][1]["my"] == [300, 5, 3, 1, 301, 6, 1, 0]
+    proto.durable[0] = 2**40
+    for t in (303, 304):  # lost snapshots: the client still acks 300
+        w.clock[S.TICK] = t + 1
+        assert check_encode(rig)[0][1]["my"] == [300, 5, 3, 1, 301, 6, 1, 1]
+    rig.ack(0, 302)  # it got 302 (first confirmed) but not 303: 300 is done, 301 not
+    w.clock[S.TICK] = 306
+    assert check_encode(rig)[0][1]["my"] == [301, 6, 1, 1]
+    rig.ack(0, 305)
+    w.clock[S.TICK] = 307
+    assert "my" not in check_encode(rig)[0][1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_own_claims_match_the_reference(seed):
+    """Claims every few ticks, durable ticks lagging behind, random acks, a full table."""
+    rng = np.random.default_rng(seed)
+    rig = Rig(5, NetLimits(snapshot_ring=int(rng.choice([2, 8]))),
+              snapshot_every=int(rng.choice([1, 2])))
+    w, proto = rig.world, rig.proto
+    randomize(w, rng, tick=int(rng.choice([50, 2**32 - 3])))
+    for _ in range(40):
+        w.clock[S.EVENT_COUNT] = 0
+        for slot in range(5):
+            if rng.random() < 0.3:
+                claim_event(w, slot, int(rng.integers(0, 8)), int(rng.integers(1, 6)))
+        tick = int(w.clock[S.TICK]) - 1
+        proto.durable[0] = tick - int(rng.integers(0, 6))
+        check_encode(rig)
+        evolve(w, rng)
+        random_acks(rig, rng)

@@ -55,12 +55,12 @@ def test_constants():
 def test_vector_is_fixed():
     """Fixed inputs, fixed bytes: a change here is a wire change (the document's own
     vectors come from tests/protocol_vectors.py)."""
-    assert VERSION == 3  # the version is in the associated data
+    assert VERSION == 4  # the version is in the associated data
     data = vector_token().to_bytes()
     assert len(data) == 272
     assert hashlib.sha256(data).hexdigest() == \
-        "4fceea7b4d5ecb1cb49089cdd3ffebad7da1e6203be3bc5869644d06615186e4"
-    assert vector_token().token_id.hex() == "d1b6dcf2144a3d645fe1b31569005b2f"
+        "793abe63bb7d97fd1e29f9f9e9ddcfb3f3350d8f73eb345423009fdc57ad0429"
+    assert vector_token().token_id.hex() == "803782977cb6aa07a0fe8082166610d8"
 
 
 def test_vector_layout_by_hand():
@@ -73,7 +73,7 @@ def test_vector_layout_by_hand():
               + bytes(range(100, 112)) + t.sealed + client + bytes(range(32)) + b"\x02"
               + addresses + bytes(3))
     assert t.to_bytes() == public
-    ad = b"xmarks token" + (0x4D58).to_bytes(2, "little") + bytes([3]) \
+    ad = b"xmarks token" + (0x4D58).to_bytes(2, "little") + bytes([4]) \
         + (NOW + 300).to_bytes(8, "little")
     assert len(ad) == 23
     plain = ChaCha20Poly1305(KEY).decrypt(bytes(range(100, 112)), t.sealed, ad)

@@ -288,6 +288,11 @@ def test_state_hash_sees_every_state_array():
         assert world.state_hash() != base, name
         flat[idx] = old
         assert world.state_hash() == base, name
+    # the network's input sequence is not simulation state (an input log replays what
+    # the simulation consumed): it does not change the hash
+    world.pi[S.P_INPUT_SEQ] += 7
+    assert world.state_hash() == base
+    world.pi[S.P_INPUT_SEQ] -= 7
     # the hash is over bytes: -0.0 is not 0.0 (a kernel producing either must be consistent)
     idx = int(np.flatnonzero(world.pf[S.PVX].view(np.uint32) == 0)[0])
     world.pf[S.PVX, idx] = -0.0

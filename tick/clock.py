@@ -27,3 +27,8 @@ def unix_origin_ms() -> int:
     """Unix time in ms at monotonic time 0: unix ms of monotonic `t` ns is this + t // 10**6.
     The network layer keeps monotonic time and converts with it (token expiry, cookies)."""
     return int(time.time() * 1000) - time.monotonic_ns() // 1_000_000
+
+
+def unix_ms() -> int:
+    """Milliseconds since the Unix epoch (wall clock: when ledger records happened)."""
+    return time.time_ns() // 1_000_000

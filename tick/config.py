@@ -5,9 +5,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from net.admin_http import AdminSettings
 from net.limits import NetLimits
 from net.security import SecuritySettings
 from sim.rules import GameRules
+from store.settings import StoreSettings
 from tick.rates import TickRates
 
 
@@ -17,6 +19,8 @@ class ServerConfig:
     limits: NetLimits = field(default_factory=NetLimits)
     rates: TickRates = field(default_factory=TickRates)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     host: str = "127.0.0.1"
     port: int = 7777
     io: str = "auto"  # UDP path: "batched" (recvmmsg/sendmmsg, Linux), "portable", "auto"
@@ -27,6 +31,8 @@ class ServerConfig:
         self.limits.validate()
         self.rates.validate()
         self.security.validate()
+        self.admin.validate()
+        self.store.validate()
         try:
             ipaddress.IPv4Address(self.host)
         except ValueError:
