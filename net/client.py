@@ -31,6 +31,8 @@ HELD_SNAPSHOTS = 64
 #: A CHALLENGE_RESPONSE is sent this many times (one resend_interval apart) before the
 #: client asks for a new challenge with a fresh CONNECT_REQUEST.
 RESPONSE_RESENDS = 8
+#: Confirmed own claims a client remembers (the newest), for its player to see.
+CONFIRMED_KEPT = 4096
 
 DISCONNECTED, CONNECTING, CONNECTED, DENIED, CLOSED = ("disconnected", "connecting",
                                                        "connected", "denied", "closed")
@@ -128,7 +130,7 @@ class ClientProtocol:
         self.last_snapshot_tick = 0
         # own claims the server confirmed durable, (tick, treasure) -> value: a confirmed
         # claim is final (it survives a server crash); "my" repeats it until acked
-        self.confirmed: dict[tuple[int, int], int] = {}
+        self.confirmed: OrderedDict[tuple[int, int], int] = OrderedDict()
         # entity lists of recent snapshots by tick: the baselines deltas refer to
         self.held: OrderedDict[int, Held] = OrderedDict()
 
@@ -266,6 +268,8 @@ class ClientProtocol:
         for tick, treasure, value, confirmed in snapshot.own_claims:
             if confirmed:
                 self.confirmed[(tick, treasure)] = value
+                while len(self.confirmed) > CONFIRMED_KEPT:  # a long session: the newest
+                    self.confirmed.popitem(last=False)
         return [snapshot]
 
     def _on_accept(self, data: bytes, sid: int, now: float) -> list:

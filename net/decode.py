@@ -2,11 +2,11 @@
 
 Runs once per tick over the whole batch (no Python per datagram). Every check of
 docs/PROTOCOL.md 9.1 that needs no key server-wide runs here, cheapest first: framing,
-version, type and length, then for session packets the session, its address, the replay
-window, the tag and the session's packet rate; for handshake packets the per-address and
-global rate limits. The rare packets that change sessions (connect requests, challenge
-responses, disconnects) are passed back as "control" entries for Python, which does the
-token and cookie cryptography.
+version, type and length, then for session packets the session, the replay window, the
+tag, the address (a move to a new one, or wrong_address) and the session's packet rate;
+for handshake packets the per-address and global rate limits. The rare packets that change sessions (connect requests, challenge
+responses, disconnects, address moves) are passed back as "control" entries for Python,
+which does the token and cookie cryptography and keeps its address books.
 """
 
 from __future__ import annotations

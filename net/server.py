@@ -33,7 +33,7 @@ from net.sessions import (AWAY, CONNECTED, FREE, S_C2S_K0, S_C2S_K1, S_CLIENT_ID
                           S_SALT, S_SNAPSHOT_ACK, S_STATE, S_TX_SEQ, S_JOINED, new_replay_table,
                           new_session_table, session_id)
 from net.siphash import key_words
-from net.snapshot import (SnapshotCaps, count_sizes, encode_range, merge_parts,
+from net.snapshot import (SnapshotCaps, count_sizes, encode_range, encode_snapshots, merge_parts,
                           new_encode_scratch, prepare_snapshots, split_sessions)
 from net.snapshot_ring import new_snapshot_ring, reset_client
 from net.tag import sign
@@ -156,7 +156,7 @@ class ServerProtocol:
         self._part_ip = np.zeros((parts, self.capacity), np.int64)
         self._part_port = np.zeros((parts, self.capacity), np.int64)
         self._encode_parts: list = [None] * parts
-        self._prepare = self._split_sessions = self._merge = None
+        self._prepare = self._split_sessions = self._merge = self._encode_whole = None
         # the newest tick whose claims are durable (the tick sets it from the ledger): a
         # client's own claims up to it are confirmed in its snapshots. Without a ledger,
         # a claim is as final as it will ever be at once.
@@ -337,7 +337,7 @@ class ServerProtocol:
         s[S_C2S_K0, slot], s[S_C2S_K1, slot] = key_words(cookie.c2s_key)
         s[S_S2C_K0, slot], s[S_S2C_K1, slot] = key_words(cookie.s2c_key)
         self._s2c[slot] = cookie.s2c_key
-        reset_client(self.ring, slot)
+        reset_client(self.ring, slot, keep_own=resumed)
         self.names[slot] = cookie.name or f"player-{slot}"
         self.addresses[slot] = addr
         self._by_client[cookie.client_id] = slot
@@ -381,7 +381,7 @@ class ServerProtocol:
             del self._away[client_id]
         self._s2c[slot] = b""
         self.replay[slot] = 0
-        reset_client(self.ring, slot)
+        reset_client(self.ring, slot, keep_own=away)
         self.addresses[slot] = None
         if away:
             sid = int(s[S_ID, slot])
@@ -402,7 +402,9 @@ class ServerProtocol:
     # ---- time -----------------------------------------------------------------------
 
     def expire(self, now: int) -> list:
-        """Close sessions silent for longer than the session timeout; return PlayerLeft events."""
+        """Sessions silent for longer than the session timeout end: their players wait
+        (PlayerAway) for the reconnect grace, or leave at once without one (PlayerLeft);
+        waiting players whose grace ran out leave (PlayerLeft). Returns those events."""
         args = (self.sessions, now, self.timeout_ns, self._expired)
         if self._expire is None:
             self._expire = bind(expired_sessions, *args)
@@ -454,11 +456,26 @@ class ServerProtocol:
         """Write this tick's snapshots into self.out (call after world.step()); return count.
 
         The parts run one after another here; tick.encoders runs them on threads through
-        encode_prepare / encode_part / encode_merge, with the same bytes as the result."""
-        self.encode_prepare()
-        for c in range(self.encode_parts):
-            self.encode_part(c)
-        return self.encode_merge()
+        encode_prepare / encode_part / encode_merge, with the same bytes as the result. One
+        part is one kernel call (net.snapshot.encode_snapshots): each call unboxes its
+        tuples of arrays again, a few Python allocations apiece."""
+        if self.encode_parts > 1:
+            self.encode_prepare()
+            for c in range(self.encode_parts):
+                self.encode_part(c)
+            return self.encode_merge()
+        w = self.world
+        args = (self.sessions, w.pf, w.pi, w.tf, w.ti, w.p_starts, w.p_items, w.t_starts,
+                w.t_items, w.clock, w.claim_ring, w.board, w.final_board, w.kr, self.caps,
+                self.ring, self._scratch, w.events, self.durable, self.out, self.out_off,
+                self.out_slot, self.out_ip, self.out_port)
+        if self._encode_whole is None:
+            self._encode_whole = bind(encode_snapshots, *args)
+            self._count_sizes = bind(count_sizes, self.out_off, 0, self.snapshot_sizes)
+        self.out_count = n = self._encode_whole(*args)
+        self._count_sizes(self.out_off, n, self.snapshot_sizes)
+        self._encoded_tick = w.tick - 1  # the tick the snapshots describe (net.rtt)
+        return n
 
     def encode_prepare(self) -> None:
         """Before the parts: quantize and gather the world once, and split the slots."""

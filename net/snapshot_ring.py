@@ -81,11 +81,16 @@ def new_snapshot_ring(max_players: int, treasure_count: int, depth: int,
     )
 
 
-def reset_client(ring: SnapshotRing, slot: int) -> None:
-    """Forget everything sent to `slot` (a session opened or closed there)."""
+def reset_client(ring: SnapshotRing, slot: int, keep_own: bool = False) -> None:
+    """Forget everything sent to `slot` (a session opened or closed there). keep_own: the
+    same player goes on in a new session (a client taking back its waiting player): its
+    claims still in flight stay, so it learns whether they became durable."""
     ring.count[slot] = 0
     ring.tick[slot, :] = -1
-    ring.own[slot] = -1
+    if not keep_own:
+        ring.own[slot] = -1
+    else:  # what was sent before went to the old session: send them afresh
+        ring.own[slot, :, OC_SENT] = -1
     ring.result[slot] = -1
 
 

@@ -10,7 +10,9 @@ import struct
 from typing import NamedTuple
 
 PROTOCOL_ID = 0x4D58  # the bytes "XM" on the wire
-VERSION = 4  # 4: reliable own claims and results, address moves, reconnect; 3: connect tokens, stateless challenge, tagged packets; 2: delta snapshots
+# 4: reliable own claims and results, address moves, reconnect; 3: connect tokens,
+# stateless challenge, tagged packets; 2: delta snapshots
+VERSION = 4
 
 # Packet types. C->S: client to server; S->C: server to client.
 CONNECT_REQUEST = 1  # C->S

@@ -142,7 +142,11 @@ HUNT1_TREASURES = {1: (512.0, 512.0), 2: (520.0, 512.0), 3: (512.0, 560.0)}
 ALICE_INPUTS = {0: (13, -7, True), 5: (-127, 64, False), 44: (0, 0, True), 49: (0, 0, False),
                 58: (0, 0, True)}
 ALICE_TELEPORT_TICK = 44  # back to ALICE_AT before this tick runs (she walked away)
-ALICE_LOST = range(50, 60)  # alice's snapshots of these ticks are lost on the way
+ALICE_LOST = range(40, 60)  # alice's snapshots of these ticks are lost on the way
+# The hunt server's durable tick (ServerProtocol.durable), written by hand as a slow ledger
+# would publish it: before tick k, the claims of ticks <= DURABLE[k] are durable. Alice's
+# claim of tick 4 is confirmed from tick 50 on, her claim of tick 48 never (in the vectors)
+DURABLE = {0: -1, 50: 45}
 BOB_WALKS = 55  # bob's one input, before this tick: due west at full speed
 LAST_TICK = 60  # the full snapshot describes this tick
 
@@ -181,7 +185,7 @@ def far_spot(t: int) -> tuple[float, float]:
 def token_ad(expire: int) -> bytes:
     """The associated data of a private token, written from the document: "xmarks token",
     protocol id u16, version u8, expire u64, little-endian (23 bytes)."""
-    return b"xmarks token" + struct.pack("<HBQ", 0x4D58, 3, expire)
+    return b"xmarks token" + struct.pack("<HBQ", 0x4D58, 4, expire)
 
 
 COOKIE_AD = b"xmarks cookie"
@@ -394,7 +398,7 @@ def generate() -> Generated:
                f"| nonce: the token nonce (public token offset 24, CONNECT_REQUEST offset 32)"
                f" | 12 | `{token.nonce.hex()}` |\n"
                f"| associated data: `\"xmarks token\"` (12 ASCII bytes), protocol id u16 "
-               f"`58 4d`, version u8 `03`, expire u64 ({token.expire}) | 23 | `{ad.hex()}` |\n"
+               f"`58 4d`, version u8 `04`, expire u64 ({token.expire}) | 23 | `{ad.hex()}` |\n"
                "| plaintext | 128 | the bytes above |\n"
                "| output: 128 bytes of ciphertext, then the 16-byte Poly1305 tag (the token "
                "id) | 144 | below: public token offsets 36..179, CONNECT_REQUEST offsets "
@@ -468,7 +472,7 @@ def generate() -> Generated:
          "offset 25, zero padding",
          "the request counts one `bad_version` drop and is answered: bytes 16..23 of the "
          "request copied, no tag (no key is known); the deny's own version byte is the "
-         "server's (3). A version 3 client never receives it (it sends no other version), "
+         "server's (4). A version 4 client never receives it (it sends no other version), "
          "and the reference client drops a 25-byte CONNECT_DENY as `bad_length`"],
         old.at_client))
 
@@ -493,6 +497,8 @@ def generate() -> Generated:
             sent[alice.input_seq] = (data, hunt.to_server(data, ALICE.address))
         if tick == BOB_WALKS:
             hunt.send_input(BOB, -127, 0, False)
+        if tick in DURABLE:
+            hunt.server.durable[0] = DURABLE[tick]
         hunt.tick(lose=(ALICE.name,) if tick in ALICE_LOST else ())
     full, full_outcome = hunt.last_snapshot[ALICE.name]
 
@@ -511,7 +517,8 @@ def generate() -> Generated:
         "input_3", "INPUT (3 records)", "client to server", sent[3][0],
         ["alice's client, third input: " + input_text(3) + ", after "
          + input_text(1) + ", " + input_text(2) + " and one KEEPALIVE (the next vector); "
-         "the newest snapshot it has seen is tick 43",
+         f"the newest snapshot it has seen is tick {ALICE_LOST.start - 1} (the later ones "
+         f"are lost: {ref('snapshot_full')})",
          "records newest first: input seqs 3, 2, 1"],
         sent[3][1]))
     assert keepalive is not None
@@ -521,7 +528,7 @@ def generate() -> Generated:
          "so the 1 s keepalive interval has passed; sequence 3 (after two INPUTs)"],
         keepalive[1]))
     vectors.append(Vector(
-        "snapshot_full", "SNAPSHOT (full: players with velocities, treasures, ev, hr)",
+        "snapshot_full", "SNAPSHOT (full: players with velocities, treasures, ev, my, hr)",
         "server to client", full,
         [f"the hunt server after ticks 0..{LAST_TICK}, alice's snapshot of tick {LAST_TICK} "
          f"(one snapshot per tick since tick 0, so sequence {LAST_TICK + 1})",
@@ -536,14 +543,25 @@ def generate() -> Generated:
          "44..48 and claims treasure 1 at tick 48, stops (input 4), digs again from tick 58 "
          "(input 5): at tick 60 she is 3 of 5 ticks into treasure 2",
          f"alice's snapshots of ticks {ALICE_LOST.start}..{ALICE_LOST.stop - 1} are lost on "
-         "the way, so her input 5 acks tick 49, which has left the server's 8-snapshot ring "
-         "(it holds ticks 52..59): the snapshot is full (no \"b\")",
+         "the way, so her inputs 3, 4 and 5 (before ticks 44, 49 and 58) all ack tick "
+         f"{ALICE_LOST.start - 1}, which has left the server's 8-snapshot ring (it holds "
+         "ticks 52..59): the snapshot is full (no \"b\")",
+         "the server's durable tick (`ServerProtocol.durable`, which a server's ledger "
+         "publishes; written by hand here, as a slow ledger would): "
+         + ", ".join(f"{d} from tick {k} on" for k, d in sorted(DURABLE.items()))
+         + " (-1: nothing is durable yet)",
          "treasure values come from the world's seeded RNG",
          "\"p\" lists carol before bob and \"tr\" treasure 2 before 3: the server lists "
          "entities in the order of its grid (cell row, cell column, then id), not by distance",
-         "\"ev\" holds the claim of tick 48 (the one of tick 4 is out of the 40-tick window); "
-         "\"hr\" because hunt 0 ended at tick 40, fewer than 100 ticks ago; no \"lb\", "
-         "although this is alice's 61st snapshot (60 % 20 == 0), because \"hr\" is present"],
+         "\"ev\" holds the claim of tick 48 (the one of tick 4 is out of the 40-tick window)",
+         "\"my\" holds both of alice's claims, oldest first: tick 4 (treasure 0) confirmed "
+         "(durable since the server's snapshot of tick 50, which was lost: she has not acked "
+         "a snapshot that carried it confirmed), tick 48 (treasure 1) not confirmed (48 > 45); "
+         "her ack of tick 4 (input 2, before tick 5) did not end the first row, which was not "
+         "confirmed then",
+         "\"hr\" because hunt 0 ended at tick 40 and alice has acked no snapshot since the "
+         "first that carried it (tick 40's); no \"lb\", although this is alice's 61st "
+         "snapshot (60 % 20 == 0), because \"hr\" is present"],
         full_outcome))
     quit_packet = alice.disconnect()
     vectors.append(Vector(
@@ -994,6 +1012,7 @@ GROUPS = {"h": (2, ("hunt", "ticks left")),
           "tx": (1, ("index",)),
           "tn": (4, ("treasure", "x", "y", "value")),
           "ev": (4, ("tick", "slot", "treasure", "value")),
+          "my": (4, ("tick", "treasure", "value", "confirmed")),
           "lb": (2, ("slot", "score")),
           "hr": (2, ("slot", "score"))}
 

@@ -638,9 +638,18 @@ def test_an_authenticated_newer_packet_moves_the_session(netkit):
 def test_a_timed_out_player_waits_for_its_client_and_is_taken_back(netkit):
     proto = netkit.server(limits=NetLimits(reconnect_grace=30.0))
     proto, client = connected_pair(netkit, name="phone", proto=proto)
+    for _ in range(3):  # the hunt has run a little
+        proto.world.step()
     proto.world.pi[S.P_SCORE, 0] = 7
     proto.world.pf[S.PX, 0] = 123.0
     proto.world.pi[S.P_MOVE_X, 0] = 100  # walking when the connection died
+    # a claim the client was told of, not yet durable, when the connection died
+    w = proto.world
+    w.events[0] = (S.EVENT_CLAIM, w.tick - 1, 0, int(w.pi[S.P_GEN, 0]), 3, 4)
+    w.clock[S.EVENT_COUNT] = 1
+    proto.durable[0] = -1
+    proto.encode()
+    w.clock[S.EVENT_COUNT] = 0
     timeout = proto.timeout_ns
     assert proto.expire(timeout + 1) == [PlayerAway(0, "phone", A)]
     assert unpack_header(proto.datagrams_to_send()[0][0]).type == DISCONNECT
@@ -660,6 +669,13 @@ def test_a_timed_out_player_waits_for_its_client_and_is_taken_back(netkit):
     # its inputs count from 1 again in the new session
     assert proto.receive_datagram(back.input(5, 5, False, 20.05), B, ns(20_050)) == []
     assert proto.world.pi[S.P_MOVE_X, 0] == 5
+    # the claim still in flight is told again in the new session, confirmed once durable
+    proto.durable[0] = 2**40
+    proto.encode()
+    ((data, to),) = list(proto.snapshots())
+    (snap,) = back.receive(bytes(data), 20.1)
+    assert to == B and snap.own_claims == [(2, 3, 4, 1)]
+    assert back.confirmed == {(2, 3): 4}
 
 
 def test_a_player_whose_client_never_comes_back_leaves_after_the_grace(netkit):

@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from net import drops as D
 from net.client import (HELD_SNAPSHOTS, ClientProtocol, Connected, Denied, Disconnected,
                         Snapshot, parse_snapshot)
-from net.events import PlayerJoined, PlayerLeft
+from net.events import PlayerAway, PlayerJoined, PlayerLeft, PlayerMoved
 from net.handshake import USED_TOKENS_MAX
-from net.limits import NetLimits, worst_snapshot_size
+from net.limits import CLAIM_EVENTS_MAX, OWN_CLAIMS_MAX, NetLimits, worst_snapshot_size
 from net.ratelimit import ADDRESS_TABLE_SIZE
 from net.security import BURST_SECONDS, MIN_BURST, SecuritySettings
 from net.token import ConnectToken
@@ -170,12 +170,21 @@ def test_documented_snapshot_bound_matches_the_code(doc):
     limits = NetLimits()
     assert (limits.max_visible_players, limits.max_visible_treasures) == (32, 16)
     bound = worst_snapshot_size(limits.max_visible_players, limits.max_visible_treasures)
-    assert bound == 1178
+    assert bound == 1176
     assert f"bound(32, 16) = {bound} bytes" in doc
-    assert "bound(P, T) = 458 + 17 * P + 11 * T" in doc
+    assert "bound(P, T) = 456 + 17 * P + 11 * T" in doc
     for p, t in ((0, 0), (1, 0), (0, 1), (32, 16), (33, 16), (120, 32)):
-        assert worst_snapshot_size(p, t) == 458 + 17 * p + 11 * t
-    assert worst_snapshot_size(32, 16) <= 1200 < worst_snapshot_size(34, 16)
+        assert worst_snapshot_size(p, t) == 456 + 17 * p + 11 * t
+    assert worst_snapshot_size(33, 16) <= 1200 < worst_snapshot_size(34, 16)
+    assert "(so P ≤ 33 with T = 16)" in " ".join(doc.split())
+    # the itemized sum of 7.5, term by term: the "ev" and "my" caps are the code's
+    assert (CLAIM_EVENTS_MAX, OWN_CLAIMS_MAX) == (12, 4)
+    ev, my = 3 + 3 + 12 * CLAIM_EVENTS_MAX, 3 + 3 + 10 * OWN_CLAIMS_MAX
+    assert (ev, my) == (150, 46)
+    assert ("(16 header + 8 tag + 1 map + 8 `t` + 8 `a` + 8 `b` + 14 `h` + 22 `me` + "
+            "(24 + 17P) `pm` `pv` `pr` `pn` + (12 + 11T) `tx` `tn` + 150 `ev` + 46 `my` + "
+            "139 `hr`)") in " ".join(doc.split())
+    assert 16 + 8 + 1 + 8 + 8 + 8 + 14 + 22 + 24 + 12 + ev + my + 139 == 456
 
 
 def test_documented_defaults_match_the_code(doc, prose):
@@ -184,6 +193,8 @@ def test_documented_defaults_match_the_code(doc, prose):
     assert f"| snapshot ring | {limits.snapshot_ring} snapshots |" in doc
     assert f"| area-of-interest hysteresis | {limits.aoi_hysteresis:g} |" in doc
     assert f"| delta tolerance | {limits.delta_tolerance:g} units |" in doc
+    assert f"| reconnect grace (`reconnect_grace`) | {limits.reconnect_grace:g} s |" in doc
+    assert limits.reconnect_grace == 30.0 and "(default 30 s)" in prose
     assert f"hold the last {HELD_SNAPSHOTS} snapshots" in prose
     client = ClientProtocol(PV.ALICE.token(), salt=1)
     assert (client.resend_interval, client.connect_timeout, client.keepalive_interval) == (
@@ -205,6 +216,7 @@ def test_documented_security_settings_match_the_code(doc, prose):
         "packet_rate": f"{s.packet_rate:g} packets/s",
         "max_sessions_per_address": f"{s.max_sessions_per_address}",
         "challenge_timeout": f"{s.challenge_timeout:g} s",
+        "move_after_silence": f"{s.move_after_silence:g} s",
     }
     assert set(expected) == {f.name for f in dataclasses.fields(SecuritySettings)}
     appendix = doc[doc.index("## Appendix B"):]
@@ -228,7 +240,7 @@ def test_documented_sizes_match_the_code(doc, prose):
                 "| 9 | CHALLENGE_RESPONSE | client to server | 256 | c2s |"):
         assert row in doc, row
     # amplification: every reply to an address not yet proven is at most the request
-    assert VERSION == 3 and CONNECT_REQUEST_SIZE == 256
+    assert VERSION == 4 and CONNECT_REQUEST_SIZE == 256
     assert (CHALLENGE_SIZE, CONNECT_DENY_SIZE, VERSION_DENY_SIZE) == (188, 33, 25)
     assert ("CHALLENGE (188 bytes), CONNECT_DENY (33 bytes) and the wrong-version "
             "CONNECT_DENY (25 bytes)") in prose
@@ -239,7 +251,7 @@ def test_documented_sizes_match_the_code(doc, prose):
 @pytest.mark.parametrize("key", PACKETS)
 def test_header(gen, key):
     data = gen.by_key[key].data
-    assert data[0:2] == b"\x58\x4d" and data[2] == 3 and data[3] == TYPES[key]
+    assert data[0:2] == b"\x58\x4d" and data[2] == 4 and data[3] == TYPES[key]
     assert data[4:8] == bytes(4)
     assert len(data) == SIZES.get(key, len(data)) and len(data) <= 1200
     if TYPES[key] in (1, 3, 8, 9):
@@ -341,7 +353,7 @@ def test_input_layout(gen):
     assert le(one, 16, 4) == 0 and one[20] == 1
     assert (le(one, 21, 4), one[25], one[26], one[27], one[28]) == (1, 13, 0xF9, 1, 0)
     three = gen.by_key["input_3"].data
-    assert le(three, 12, 4) == 4 and le(three, 16, 4) == 43 and three[20] == 3
+    assert le(three, 12, 4) == 4 and le(three, 16, 4) == 39 and three[20] == 3
     ticks = sorted(PV.ALICE_INPUTS)
     for k in range(3):  # newest first
         at = 21 + 8 * k
@@ -436,7 +448,7 @@ def test_siphash_tag_vector_is_the_input_tag(gen):
 
 
 def token_ad_by_the_document(expire_bytes: bytes) -> bytes:
-    return b"xmarks token" + b"\x58\x4d" + b"\x03" + expire_bytes
+    return b"xmarks token" + b"\x58\x4d" + b"\x04" + expire_bytes
 
 
 def test_token_opens_by_the_document(gen, doc):
@@ -452,9 +464,9 @@ def test_token_opens_by_the_document(gen, doc):
                         token_ad_by_the_document(request[24:32])) == plain
     assert aead.encrypt(public[24:36], plain, token_ad_by_the_document(public[16:24])) == \
         public[36:180]
-    with pytest.raises(InvalidTag):  # the version is authenticated
+    with pytest.raises(InvalidTag):  # the version is authenticated: a v3 token's seal
         aead.decrypt(public[24:36], public[36:180],
-                     b"xmarks token\x58\x4d\x02" + public[16:24])
+                     b"xmarks token\x58\x4d\x03" + public[16:24])
     with pytest.raises(InvalidTag):  # and so is the expiry
         aead.decrypt(public[24:36], public[36:180],
                      token_ad_by_the_document((le(public, 16, 8) + 1).to_bytes(8, "little")))
@@ -528,7 +540,7 @@ def test_wrong_version_request_is_the_only_answered_drop(gen):
 
 def test_client_disconnect_ends_the_session(gen):
     events = gen.by_key["disconnect_client"].outcome.events
-    assert events == [PlayerLeft(0, PV.ALICE.name, "quit")]
+    assert events == [PlayerLeft(0, PV.ALICE.name, "quit", PV.ALICE.address)]
 
 
 @pytest.mark.parametrize("key", SERVER_MADE)
@@ -614,16 +626,146 @@ def test_a_flipped_bit_fails_the_tag(gen):
     assert D.drops_by_reason(server.drops) == {"bad_tag": 1, "replayed": 1}
 
 
+def keepalive_by_the_document(sid: int, seq: int, c2s: bytes) -> bytes:
+    """A KEEPALIVE made from sections 4, 6.7 and 6.10 alone: header, then its tag."""
+    head = (b"\x58\x4d\x04\x06" + bytes(4) + sid.to_bytes(4, "little")
+            + seq.to_bytes(4, "little"))
+    return head + siphash_by_the_document(c2s, head).to_bytes(8, "little")
+
+
+def take_drops(server) -> dict[str, int]:
+    """The server's drops since the last call."""
+    got = D.drops_by_reason(server.drops)
+    server.drops[:] = 0
+    return got
+
+
+def test_packets_from_another_address_go_through_the_documented_checks(gen):
+    """PROTOCOL.md 9.1, checks 9 to 12, for session packets from another address or port:
+    sequence and replay first, then the tag (a bad one counts as wrong_address), then a
+    move only for a packet newer than any before, once the session's address has been
+    silent for move_after_silence; snapshots follow the session."""
+    server = fresh_server()
+    home = PV.ALICE.address
+    elsewhere = (home[0], home[1] + 1)  # the same host, another port: a NAT rebinding
+    server.receive_datagram(gen.by_key["connect_request"].data, home, 0)
+    server.receive_datagram(gen.by_key["challenge_response"].data, home, 0)
+    server.datagrams_to_send()
+    sid = le(gen.by_key["connect_accept"].data, 8, 4)
+    one, keep, three = (gen.by_key[k].data for k in ("input_1", "keepalive", "input_3"))
+    assert [le(x, 12, 4) for x in (one, keep, three)] == [1, 3, 4]  # sequences
+    silence = int(SecuritySettings().move_after_silence * 1e9)
+    assert silence == 250_000_000
+    server.receive_datagram(keepalive_by_the_document(sid, 0, PV.ALICE.c2s), elsewhere, 0)
+    assert take_drops(server) == {"stale_sequence": 1}  # check 9, from any address
+    forged = bytearray(one)
+    forged[-1] ^= 1
+    server.receive_datagram(bytes(forged), elsewhere, silence)
+    assert take_drops(server) == {"wrong_address": 1}  # check 11 from elsewhere
+    server.receive_datagram(bytes(forged), home, silence)
+    assert take_drops(server) == {"bad_tag": 1}  # check 11 from home
+    # check 12: authentic and newer, but home was heard from (the session opened) at 0
+    assert server.receive_datagram(one, elsewhere, silence - 1) == []
+    assert take_drops(server) == {"wrong_address": 1}
+    assert server.receive_datagram(one, home, silence) == [] and take_drops(server) == {}
+    server.receive_datagram(one, elsewhere, silence + 1)
+    assert take_drops(server) == {"replayed": 1}  # check 10 comes before the address
+    # newer than any before, home silent for move_after_silence: the session moves
+    assert server.receive_datagram(keep, elsewhere, 2 * silence) == [
+        PlayerMoved(0, PV.ALICE.name, home, elsewhere)]
+    assert take_drops(server) == {}
+    server.world.step()
+    server.encode()
+    assert [to for _, to in server.snapshots()] == [elsewhere]
+    # home is now the other address: refused while elsewhere talks, then it moves back
+    server.receive_datagram(three, home, 3 * silence - 1)
+    assert take_drops(server) == {"wrong_address": 1}
+    assert server.receive_datagram(three, home, 3 * silence) == [
+        PlayerMoved(0, PV.ALICE.name, elsewhere, home)]
+    # a late packet (in the window, never seen) from elsewhere never moves it back
+    late = keepalive_by_the_document(sid, 2, PV.ALICE.c2s)
+    server.receive_datagram(late, elsewhere, 10 * silence)
+    assert take_drops(server) == {"wrong_address": 1}
+    assert server.receive_datagram(late, home, 10 * silence) == [] and take_drops(server) == {}
+    assert server.accepted[6] == 2  # both KEEPALIVEs of sequences 3 and 2
+
+
+def connect_now(server, peer: PV.Peer, addr, now: int) -> tuple[ClientProtocol, list]:
+    """peer's whole handshake from addr at now (ns), as 9.2 says; (client, server events)."""
+    client = peer.client()
+    events = server.receive_datagram(client.connect(now / 1e9), addr, now)
+    for reply, to in server.datagrams_to_send():
+        assert to == addr
+        client.receive(reply, now / 1e9)
+    out, _ = client.poll(now / 1e9)
+    for data in out:
+        events += server.receive_datagram(data, addr, now)
+    for reply, to in server.datagrams_to_send():
+        assert to == addr
+        client.receive(reply, now / 1e9)
+    return client, events
+
+
+def test_a_timed_out_player_waits_for_its_client_as_documented(gen):
+    """PROTOCOL.md 9.2 (R5, R7, C9), 9.5, 11.1 and 11.2: a session that times out leaves its
+    player waiting for reconnect_grace; the slot is kept (others are turned away as full,
+    not the waiting client); the same client id takes it back, with a token only from the
+    address and port the token first came from; the new session's inputs count from 1."""
+    server = fresh_server(PV.SOLO_RULES)  # one slot
+    home = PV.DAVE.address
+    dave, events = connect_now(server, PV.DAVE, home, 0)
+    assert dave.state == "connected" and [type(e) for e in events] == [PlayerJoined]
+    server.world.pi[S.P_SCORE, 0] = 9
+    server.world.pf[S.PX, 0] = 300.0
+    timeout = int(PV.LIMITS.session_timeout * 1e9)
+    grace = int(PV.LIMITS.reconnect_grace * 1e9)
+    assert server.expire(timeout) == []
+    assert server.expire(timeout + 1) == [PlayerAway(0, PV.DAVE.name, home)]
+    ((bye, to),) = server.datagrams_to_send()
+    assert to == home and bye[3] == 7 and bye[16] == 3  # DISCONNECT reason 3 (timed out)
+    assert server.world.alive_count() == 1 and server.connected_count() == 0
+    server.receive_datagram(dave.input(1, 0, False, 5.1), home, timeout + 2)
+    assert take_drops(server) == {"unknown_session": 1}  # the session is over
+    erin, _ = connect_now(server, PV.ERIN, PV.ERIN.address, timeout + 3)
+    assert erin.state == "denied" and take_drops(server) == {"server_full": 1}
+    # dave again, with the same token: from another port it is token_reused (R5)
+    moved = (home[0], home[1] + 1)
+    again, events = connect_now(server, PV.DAVE, moved, timeout + 4)
+    assert again.state == "connecting" and events == []
+    assert take_drops(server) == {"token_reused": 1}
+    back, events = connect_now(server, PV.DAVE, home, timeout + 5)
+    assert back.state == "connected" and back.info.slot == 0
+    assert back.info.session_id != dave.info.session_id
+    (joined,) = events
+    assert isinstance(joined, PlayerJoined) and joined.resumed and joined.slot == 0
+    assert int(server.world.pi[S.P_SCORE, 0]) == 9 and float(server.world.pf[S.PX, 0]) == 300.0
+    first = back.input(-127, 0, True, 5.2)
+    assert le(first, 12, 4) == 1 and le(first, 21, 4) == 1  # sequence and input seq 1
+    assert server.receive_datagram(first, home, timeout + 6) == []
+    assert take_drops(server) == {}
+    assert int(server.world.pi[S.P_MOVE_X, 0]) == -127  # applied: the held seq was reset
+    # times out again, and nobody comes back: the player leaves when the grace is over
+    later = timeout + 6 + timeout + 1
+    assert server.expire(later) == [PlayerAway(0, PV.DAVE.name, home)]
+    server.datagrams_to_send()
+    assert int(server.world.pi[S.P_MOVE_X, 0]) == 0  # it stands still while it waits
+    end = timeout + 6 + timeout + grace
+    assert server.expire(end) == []
+    assert server.expire(end + 1) == [PlayerLeft(0, PV.DAVE.name, "timed_out", None)]
+    assert server.world.alive_count() == 0 and server.datagrams_to_send() == []
+
+
 # ---- SNAPSHOT payloads ---------------------------------------------------------------------
 
 def payload(gen, key) -> dict:
     return msgpack.unpackb(gen.by_key[key].data[16:-8], raw=False)
 
 
-FULL_ORDER = ["t", "a", "h", "me", "p", "tr", "ev", "lb", "hr"]
-DELTA_ORDER = ["t", "a", "b", "h", "me", "pm", "pv", "pr", "pn", "tx", "tn", "ev", "lb", "hr"]
-GROUPS = {"h": 2, "me": 6, "p": 5, "tr": 4, "ev": 4, "lb": 2, "pm": 3, "pv": 5, "pr": 1,
-          "pn": 5, "tx": 1, "tn": 4}
+FULL_ORDER = ["t", "a", "h", "me", "p", "tr", "ev", "my", "lb", "hr"]
+DELTA_ORDER = ["t", "a", "b", "h", "me", "pm", "pv", "pr", "pn", "tx", "tn", "ev", "my", "lb",
+               "hr"]
+GROUPS = {"h": 2, "me": 6, "p": 5, "tr": 4, "ev": 4, "my": 4, "lb": 2, "pm": 3, "pv": 5,
+          "pr": 1, "pn": 5, "tx": 1, "tn": 4}
 SIGNED = {"p": (3, 4), "pm": (1, 2), "pv": (1, 2, 3, 4), "pn": (3, 4)}  # positions in a row
 
 
@@ -648,6 +790,13 @@ def test_snapshot_payload_is_plain_msgpack(gen, key):
     assert len(m["h"]) == 2 and len(m["me"]) == 6
     if "hr" in m:
         assert len(m["hr"]) % 2 == 1
+    if "my" in m:  # PROTOCOL.md 7.4: at most 4 rows, oldest first, confirmed 0 or 1
+        rows = [tuple(m["my"][i:i + 4]) for i in range(0, len(m["my"]), 4)]
+        assert 1 <= len(rows) <= OWN_CLAIMS_MAX
+        assert [r[:2] for r in rows] == sorted(r[:2] for r in rows)
+        assert all(r[3] in (0, 1) for r in rows)
+    assert len(m.get("ev", [])) <= 4 * CLAIM_EVENTS_MAX
+    assert 0x85 <= data[16] <= 0x8E  # a fixmap of 5 to 14 keys (7.1)
     assert len(PV.msgpack_listing(data[16:-8])) > 0  # the listing reads every byte
 
 
@@ -686,8 +835,11 @@ def test_full_snapshot_structure(gen):
         "p": [2, q(512), q(300), 0, 0, 1, q(540), q(512), -640, 0],
         "tr": [2, q(520), q(512), v2, 3, q(512), q(560), v3],  # 8 and 48 units away
         "ev": [48, 0, 1, v1],  # only the claim of tick 48 is in the 40-tick window
+        # her own claims, oldest first: tick 4's durable (45 >= 4), tick 48's not yet
+        "my": [4, 0, first_hunt_score, 1, 48, 1, v1, 0],
         "hr": [0, 0, first_hunt_score, 1, 0, 2, 0],  # and no "lb" beside it
     }
+    assert PV.DURABLE[max(k for k in PV.DURABLE if k <= PV.LAST_TICK)] == 45
     assert -640 == math.floor(-200.0 * 65536 / 1024 / 20 + 0.5)  # PROTOCOL.md 7.3
     assert heat == heat_level(64.0, world.kr.heat_radius)
     snap = parse_snapshot(data[:-8], PV.LAST_TICK + 1, gen.infos[PV.ALICE.name])
@@ -700,8 +852,14 @@ def test_full_snapshot_structure(gen):
     assert snap.claims == [(48, 0, 1, v1)]
     assert snap.leaderboard is None
     assert snap.hunt_result == (0, [(0, first_hunt_score), (1, 0), (2, 0)])
-    # alice's input 5 acked tick 49, which had left the 8-snapshot ring: a full snapshot
-    assert le(gen.by_key["input_3"].data, 16, 4) == 43
+    assert snap.own_claims == [(4, 0, first_hunt_score, 1), (48, 1, v1, 0)]
+    # the reference client takes the confirmed one as final, and only that one
+    (event,) = gen.by_key["snapshot_full"].outcome.events
+    assert event.own_claims == snap.own_claims
+    # alice's inputs 3, 4 and 5 acked tick 39 (her snapshots of ticks 40..59 were lost),
+    # which had left the 8-snapshot ring: a full snapshot, and "hr" (first carried by the
+    # snapshot of tick 40) and "my" (confirmed from tick 50 on) not yet acknowledged
+    assert le(gen.by_key["input_3"].data, 16, 4) == PV.ALICE_LOST.start - 1 == 39
 
 
 def test_baseline_snapshot_structure(gen):

@@ -233,3 +233,28 @@ def test_world_uid_must_fit_a_signed_sqlite_integer(uid):
 def test_new_world_uids_are_positive_and_differ():
     uids = {new_world_uid() for _ in range(100)}
     assert len(uids) == 100 and all(1 <= u < 2**63 for u in uids)
+
+
+def test_a_claim_batch_keeps_the_names_and_scores_of_its_tick():
+    """Claims stay arrays until the ledger's writer iterates them (later, on its thread):
+    what the tick thread does next (a leave, a join in the slot, more claims) must not
+    change them."""
+    world = new_world(RULES, TICK_RATE)
+    recorder = Recorder(3, RULES.max_players)
+    world.join(1)
+    recorder.joined(0, 0, 1, client_id=555, name="first", unix_ms=0)
+    world.pi[S.P_SCORE, 1] = 9
+    _with_events(world, [(S.EVENT_CLAIM, 4, 1, 1, 0, 3), (S.EVENT_CLAIM, 4, 1, 1, 2, 1)])
+    batch = recorder.tick_records(4, world, [], lambda s: 0, 77)
+    assert len(batch) == 2 and recorder.last_seq == 3
+    # the tick thread goes on before the writer looks
+    recorder.left(5, 0, 1, "quit", 0)
+    world.leave(1)
+    world.join(1)
+    recorder.joined(5, 0, 1, client_id=666, name="second", unix_ms=0)
+    world.pi[S.P_SCORE, 1] = 0
+    rows = list(batch)
+    assert [(r.seq, r.kind, r.client_id, r.name, r.treasure, r.value, r.score, r.unix_ms)
+            for r in rows] == [(2, CLAIM, 555, "first", 0, 3, 9, 77),
+                               (3, CLAIM, 555, "first", 2, 1, 9, 77)]
+    assert recorder.names[1] == "second"
