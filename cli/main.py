@@ -64,7 +64,8 @@ def cli() -> None:
 @click.option("--io", type=click.Choice(["auto", "batched", "portable"]), default=None,
               help="UDP path: batched recvmmsg/sendmmsg (Linux) or portable socket calls (default auto).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="TOML file with [server], [tick], [game] and [net] tables.")
+              help="TOML file with [server], [tick], [game], [net], [security], [admin] and "
+                   "[store] tables (README, Configuration).")
 @click.option("--seed", type=int, default=None, help="World seed (same seed + inputs = same world).")
 @click.option("--key-file", default=None, metavar="PATH",
               help="Token key file, created (mode 0600) if missing (default xmarks.key).")

@@ -183,6 +183,11 @@ def _print_status(s: dict) -> None:
     leaders = "  ".join(f"{r['rank']}. {printable(r['name'])} {r['score']}"
                         for r in s["leaderboard"][:5])
     out.print("leaders " + (leaders or "-"))
+    last = s.get("last_hunt")
+    if last:
+        final = "  ".join(f"{r['rank']}. {printable(r['name'] or '(left)')} {r['score']}"
+                          for r in last["results"][:5])
+        out.print(f"hunt {last['id']} result " + (final or "-"))
 
 
 @_command
@@ -362,6 +367,8 @@ def hunt(admin, admin_token_file, as_json, action, seconds) -> None:
     def human(d: dict) -> None:
         if action == "end":
             click.echo(f"ended hunt {d['ended']}; {hunt_line(d['hunt'])}")
+            for r in d.get("results", []):
+                click.echo(f"  {r['rank']}. {printable(r['name'] or '(left)')} {r['score']}")
         elif action == "start":
             click.echo(f"started {hunt_line(d['hunt'])}")
         else:

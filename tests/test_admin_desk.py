@@ -160,7 +160,7 @@ def call(server, players, method: str, path: str, body=None, token: str | None =
 
 STATUS_KEYS = {"tick", "tick_rate", "snapshot_rate", "uptime_s", "players", "max_players", "hunt",
                "budget_ms", "phases", "overruns", "drops", "packets_in", "packets_out",
-               "bytes_out", "claims", "bandwidth", "leaderboard", "ledger"}
+               "bytes_out", "claims", "bandwidth", "leaderboard", "last_hunt", "ledger"}
 
 
 def test_status_reports_the_running_server(server, players):
@@ -191,6 +191,7 @@ def test_status_reports_the_running_server(server, players):
     # the leaderboard lists every player in the hunt, ranked from 1
     assert [r["rank"] for r in st["leaderboard"]] == [1, 2]
     assert {r["name"] for r in st["leaderboard"]} == {"p0", "p1"}
+    assert st["last_hunt"] is None  # no hunt has ended yet
     ledger = st["ledger"]  # the default: SQLite, in the test's own directory
     assert ledger["backend"] == "sqlite" and ledger["faults"] == 0
     assert ledger["last_error"] is None and ledger["committed"] >= 1
@@ -335,6 +336,14 @@ def test_hunt_end_ranks_players_and_shows_the_final_board(server, players):
     assert status == 200 and body["ended"] == 0
     assert body["hunt"] == {"id": 1, "elapsed_s": 0.0, "remaining_s": RULES.hunt_duration,
                             "duration_s": RULES.hunt_duration}
+    # the operator sees the final results, in the answer and in the status after it
+    names = {sa: server.protocol.names[sa], sb: server.protocol.names[sb]}
+    ids = {sa: server.protocol.client_id(sa), sb: server.protocol.client_id(sb)}
+    expected = [{"rank": 1, "slot": sa, "score": 7, "client_id": ids[sa], "name": names[sa]},
+                {"rank": 2, "slot": sb, "score": 3, "client_id": ids[sb], "name": names[sb]}]
+    assert body["results"] == expected
+    last = call(server, [a, b], "GET", "/status")[1]["last_hunt"]
+    assert last["id"] == 0 and last["results"] == expected
     end = [e for e in seen if e[0] == S.EVENT_HUNT_END]
     ranks = [e for e in seen if e[0] == S.EVENT_RANK]
     assert len(end) == 1 and end[0][2:4] == [0, 2] and end[0][1] >= at

@@ -142,7 +142,8 @@ class HuntMaster:
             "drops": drops_by_reason(proto.drops), "packets_in": int(server.packets_in),
             "packets_out": int(server.packets_out), "bytes_out": int(server.bytes_out),
             "claims": int(server.claims), "bandwidth": self._bandwidth(server, now),
-            "leaderboard": board, "ledger": _ledger(getattr(server, "ledger", None)),
+            "leaderboard": board, "last_hunt": _last_hunt(world, proto),
+            "ledger": _ledger(getattr(server, "ledger", None)),
         }
 
     def _bandwidth(self, server, now: int) -> dict[str, float]:
@@ -217,7 +218,8 @@ class HuntMaster:
     def _hunt_end(self, server, args: dict, now: int) -> Answer:
         ended = end_hunt_now(server.world)
         _world_events(server)
-        return 200, {"hunt": _hunt(server.world, server.tick_rate), "ended": ended}
+        return 200, {"hunt": _hunt(server.world, server.tick_rate), "ended": ended,
+                     "results": _last_hunt(server.world, server.protocol)["results"]}
 
     def _hunt_start(self, server, args: dict, now: int) -> Answer:
         # a hunt always runs here (its end opens the next): starting one ends this one
@@ -238,6 +240,24 @@ class HuntMaster:
 
     def _clear(self, server, args: dict, now: int) -> Answer:
         return 200, {"cleared": clear_treasures(server.world)}
+
+
+def _last_hunt(world, proto) -> dict | None:
+    """The final board of the hunt that ended last (the ledger keeps every one): id, the
+    tick it ended, and its ranks with each player's client id and name as they are now
+    (a player who left since has neither). None before the first hunt ends."""
+    end = int(world.clock[S.LAST_HUNT_END])
+    if end < 0:
+        return None
+    results = []
+    for r, (slot, _gen, score) in enumerate(world.final_board.tolist()):
+        if slot < 0:
+            continue
+        here = bool(world.pi[S.P_ALIVE, slot]) and proto.names[slot] != ""
+        results.append({"rank": r + 1, "slot": int(slot), "score": int(score),
+                        "client_id": proto.client_id(slot) if here else None,
+                        "name": proto.names[slot] if here else None})
+    return {"id": int(world.clock[S.HUNT_ID]) - 1, "ended_tick": end, "results": results}
 
 
 def _hunt(world, tick_rate: float) -> dict[str, float]:

@@ -338,7 +338,7 @@ class GameServer:
             if isinstance(ev, PlayerJoined):
                 if ev.resumed:  # rare and worth seeing: a client came back for its player
                     log.info("back: %s (slot %d) from %s:%d", ev.name, ev.slot, *ev.address,
-                             extra={"event": "resume", "slot": ev.slot, "player": ev.name,
+                             extra={"event": "back", "slot": ev.slot, "player": ev.name,
                                     "address": "%s:%d" % ev.address})
                 elif debug:
                     log.debug("join: %s (slot %d) from %s:%d", ev.name, ev.slot, *ev.address,
@@ -406,7 +406,8 @@ class GameServer:
                  " | gc %d | kernel drops %d | send errors %d | leaders %s | drops %s",
                  self.world.tick, players, self.claims, p50, p99,
                  self.timings.overruns, collections, kernel_drops,
-                 self.endpoint.send_errors, " ".join(board) or "-", drops or "-",
+                 self.endpoint.send_errors, " ".join(board) or "-",
+                 " ".join(f"{k}={v}" for k, v in drops.items()) or "-",
                  extra={"event": "status", "tick": self.world.tick, "players": players,
                         "claims": self.claims, "p50_ms": round(float(p50), 3),
                         "p99_ms": round(float(p99), 3), "overruns": self.timings.overruns,
