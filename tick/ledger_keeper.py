@@ -128,6 +128,8 @@ class LedgerKeeper:
     def after_step(self, tick: int, events: list) -> None:
         """Submit the records of the tick that just ran (its session events, then its
         world events) and publish the durable tick."""
+        if self.settings.ledger_backend == "none":  # nothing keeps them: build none
+            return
         records = self.recorder.tick_records(tick, self.world,
                                              _comings_and_goings(events) if events else events,
                                              self.protocol.client_id, unix_ms())
@@ -144,6 +146,8 @@ class LedgerKeeper:
     def between_ticks(self, events: list) -> None:
         """Record what an operator's command did between two ticks: players it removed
         (kicks) and world events it made (a hunt ended now)."""
+        if self.settings.ledger_backend == "none":
+            return
         tick, hunt = self.world.tick, int(self.world.clock[S.HUNT_ID])
         records = [self.recorder.left(tick, hunt, ev.slot, ev.reason, unix_ms())
                    for ev in events if isinstance(ev, PlayerLeft)]
