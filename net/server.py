@@ -117,8 +117,10 @@ class ServerProtocol:
         self._decode = self._expire = self._count_sizes = None
         # preallocated per-tick buffers
         batch = limits.batch_size(self.capacity)
-        self._ctrl_index = np.zeros(batch, np.int32)
-        self._ctrl_kind = np.zeros(batch, np.int32)
+        # at most two control entries a datagram: a session packet that moves its session
+        # (MOVED) and is a DISCONNECT; the kernel writes them without bounds checks
+        self._ctrl_index = np.zeros(2 * batch, np.int32)
+        self._ctrl_kind = np.zeros(2 * batch, np.int32)
         self._expired = np.zeros(self.capacity, np.int32)
         self._one = DatagramBatch.allocate(1)
         self.out = np.zeros(self.capacity * MAX_DATAGRAM + 4096, np.uint8)
@@ -179,9 +181,9 @@ class ServerProtocol:
 
     def receive_batch(self, batch: DatagramBatch, now: int) -> list:
         """Decode every datagram of `batch` received by time `now` (ns); return events."""
-        if batch.capacity > self._ctrl_index.shape[0]:  # a bigger batch than planned: grow once
-            self._ctrl_index = np.zeros(batch.capacity, np.int32)
-            self._ctrl_kind = np.zeros(batch.capacity, np.int32)
+        if 2 * batch.capacity > self._ctrl_index.shape[0]:  # a bigger batch than planned
+            self._ctrl_index = np.zeros(2 * batch.capacity, np.int32)
+            self._ctrl_kind = np.zeros(2 * batch.capacity, np.int32)
         count = batch.count
         args = (batch.data, batch.length, batch.ip, batch.port, count, self.sessions,
                 self.replay, self.world.pi, now, self.guard, self._addr_ip, self._addr_tat,
@@ -208,7 +210,11 @@ class ServerProtocol:
                 self._replies.append((pack_header(CONNECT_DENY, 0, 0)
                                       + CONNECT_DENY_BODY.pack(salt, DENY_VERSION), addr))
             elif kind == CTRL_MOVED:
-                slot = int.from_bytes(payload[8:12], "little") & 0xFFFF
+                sid = int.from_bytes(payload[8:12], "little")
+                slot = sid & 0xFFFF
+                # the same batch may have closed the session already (a DISCONNECT first)
+                if self.sessions[S_STATE, slot] != CONNECTED or self.sessions[S_ID, slot] != sid:
+                    continue
                 old = self.addresses[slot]
                 if old is not None:
                     self._count_address(ip_to_int(old[0]), -1)
@@ -376,7 +382,9 @@ class ServerProtocol:
         name = self.names[slot]
         if s[S_STATE, slot] == CONNECTED:
             self._by_client.pop(client_id, None)
-            self._count_address(int(s[S_IP, slot]), -1)
+            # the books count the address Python knows (the kernel may have moved S_IP in
+            # this batch already; the move is then applied, or skipped, after this)
+            self._count_address(ip_to_int(address[0]) if address else int(s[S_IP, slot]), -1)
         elif self._away.get(client_id) == slot:
             del self._away[client_id]
         self._s2c[slot] = b""

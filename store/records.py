@@ -246,14 +246,18 @@ class Recorder:
         return out
 
     def tick_records(self, tick: int, world: World, session_events: Iterable,
-                     client_id_of: Callable[[int], int], unix_ms: int) -> list | tuple:
+                     client_id_of: Callable[[int], int], unix_ms: int,
+                     hunt_before: int | None = None) -> list | tuple:
         """All records of tick `tick`: its session events (net.events.PlayerJoined /
         PlayerLeft, in order), then its world events. Call after world.step() ran `tick`.
 
         Joins and leaves happen before the step (decode phase), so they come first: a slot
         freed and taken again in one tick credits its claims to the new player.
         client_id_of(slot) gives a joined player's client id (ServerProtocol.client_id) when
-        the event does not carry one. Returns an empty tuple on a tick with nothing.
+        the event does not carry one. hunt_before: the hunt id before the step (the hunt the
+        joins and leaves happened in; by default worked out from the clock, which is right
+        unless an operator ended a hunt between the ticks). Returns an empty tuple on a
+        tick with nothing.
         """
         out: list | None = None
         hunt = -1
@@ -261,9 +265,12 @@ class Recorder:
             if out is None:
                 out = []
                 # the hunt the joins happened in: the step may have ended it since
-                hunt = int(world.clock[S.HUNT_ID])
-                if int(world.clock[S.LAST_HUNT_END]) == tick:
-                    hunt -= 1
+                if hunt_before is not None:
+                    hunt = hunt_before
+                else:
+                    hunt = int(world.clock[S.HUNT_ID])
+                    if int(world.clock[S.LAST_HUNT_END]) == tick:
+                        hunt -= 1
             slot = ev.slot
             # duck-typed: store/ sits below net/ and does not import it
             if hasattr(ev, "session_id"):  # PlayerJoined

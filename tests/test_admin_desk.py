@@ -26,7 +26,7 @@ from net.udp import UdpEndpoint
 from net.wire import DISCONNECT_KICKED
 from sim import schema as S
 from sim.rules import GameRules
-from tick.clock import unix_s
+from tick.clock import now_ns, unix_s
 from tick.config import ServerConfig
 from tick.rates import TickRates
 from tick.server import GameServer
@@ -570,3 +570,53 @@ def test_serve_without_the_admin_api(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "admin API" not in proc.stderr
     assert not (tmp_path / "xmarks.admin-token").exists()
+
+
+def ledger_server():
+    from store.settings import StoreSettings
+    cfg = ServerConfig(rules=RULES, rates=TickRates(tick_rate=20.0, status_every=0), port=0,
+                       admin=AdminSettings(admin_port=0),
+                       store=StoreSettings(ledger_backend="memory", checkpoint_every=0))
+    srv = GameServer(cfg, key=KEY, admin_token=TOKEN)
+    srv.warm_up()
+    return srv
+
+
+def test_a_kick_after_a_hunt_end_records_each_event_once():
+    """Between two ticks world.events still holds the last step's events (already in the
+    ledger): a kick must not record them again, only an operator's hunt end adds its own."""
+    import collections
+    srv = ledger_server()
+    ps = [Player(srv, 100 + k, f"p{k}") for k in range(2)]
+    try:
+        for p in ps:
+            p.connect()
+        assert ticks_until(srv, ps, lambda: all(p.client.state == CONNECTED for p in ps))
+        for _ in range(5):
+            tick(srv, ps)
+        assert srv.desk.carry_out(srv, "hunt_end", {}, now_ns())[0] == 200
+        assert srv.desk.carry_out(srv, "kick", {"slot": 1}, now_ns())[0] == 200
+        srv.run_tick()
+        srv.ledger.flush()
+        kinds = collections.Counter(r.kind for r in srv.ledger.records_since(0))
+        assert (kinds["hunt_end"], kinds["rank"], kinds["hunt_start"]) == (1, 2, 2)
+        assert kinds["leave"] == 1 and kinds["join"] == 2
+    finally:
+        srv.close()
+        for p in ps:
+            p.close()
+
+
+def test_joins_after_an_operators_hunt_end_belong_to_the_new_hunt():
+    srv = ledger_server()
+    a = Player(srv, 100, "a")
+    try:
+        srv.desk.carry_out(srv, "hunt_end", {}, now_ns())  # hunt 1 from this tick boundary
+        a.connect()
+        assert ticks_until(srv, [a], lambda: a.client.state == CONNECTED)
+        srv.ledger.flush()
+        (join,) = [r for r in srv.ledger.records_since(0) if r.kind == "join"]
+        assert join.hunt == int(srv.world.clock[S.HUNT_ID]) == 1
+    finally:
+        srv.close()
+        a.close()

@@ -871,3 +871,37 @@ def test_an_unanswered_response_is_given_up_for_a_new_challenge(netkit):
     (response,), _ = client.poll(3.0)
     (event,) = proto.receive_datagram(response, moved, ns(3000))
     assert isinstance(event, PlayerJoined) and proto.addresses[event.slot] == moved
+
+
+def test_a_moving_disconnect_in_a_full_batch_of_requests_cannot_overflow_the_controls(netkit):
+    """A DISCONNECT that also moves its session makes two control entries: a batch of
+    one of them and handshake requests has more control entries than datagrams."""
+    proto, client = connected_pair(netkit, name="m", max_players=2)
+    other = netkit.client("x", salt=5)
+    req = other.connect(0.5)
+    disc = sign(pack_header(DISCONNECT, client.info.session_id, 1000)
+                + DISCONNECT_BODY.pack(1), client.token.c2s_key)
+    challenges = proto.gate.challenges
+    events = proto.receive_batch(batch_of((disc, B), (req, C)), ns(1000))
+    assert [type(e) for e in events] == [PlayerMoved, PlayerLeft]
+    assert proto.gate.challenges == challenges + 1  # the request was answered too
+    netkit.check_invariants(proto)
+
+
+def test_a_disconnect_then_a_move_in_one_batch_keeps_the_books(netkit):
+    """With move_after_silence 0: a DISCONNECT from the old address, then a newer packet
+    from a new one, in the same batch: the session ends, the move is not applied to the
+    freed slot, and no address keeps a session it does not have."""
+    from net.security import SecuritySettings
+    security = SecuritySettings(connect_rate=0.0, connect_rate_per_address=0.0,
+                                max_sessions_per_address=0, move_after_silence=0.0)
+    proto = netkit.server(security=security)
+    proto, client = connected_pair(netkit, name="m", proto=proto)
+    client._tx_seq = 5
+    newer = client.input(1, 0, False, 0.1)  # sequence 6, from B
+    disc = sign(pack_header(DISCONNECT, client.info.session_id, 3) + DISCONNECT_BODY.pack(1),
+                client.token.c2s_key)  # sequence 3, from A
+    events = proto.receive_batch(batch_of((disc, A), (newer, B)), ns(100))
+    assert [type(e) for e in events] == [PlayerLeft]
+    assert proto._per_ip == {} and proto.addresses[0] is None
+    netkit.check_invariants(proto)

@@ -302,7 +302,7 @@ def _kick_all(server, slots: list[int]) -> list[int]:
 def _world_events(server) -> None:
     """Hand the events a command put in world.events to the server's usual handling."""
     if server.world.event_count:
-        server.between_ticks([])
+        server.between_ticks([], world_events=True)
 
 
 def _value(kind: str, value: int) -> int | str:

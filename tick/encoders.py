@@ -37,10 +37,12 @@ class EncodeCrew:
         proto.encode_prepare()
         for go in self._go:
             go.set()
-        proto.encode_part(0)
-        for done in self._done:
-            done.wait()
-            done.clear()
+        try:
+            proto.encode_part(0)
+        finally:  # the workers are done with this tick's buffers before anything else
+            for done in self._done:
+                done.wait()
+                done.clear()
         if self._failure is not None:  # a bug in a kernel: fail the tick as a serial one would
             failure, self._failure = self._failure, None
             raise failure

@@ -125,14 +125,16 @@ class LedgerKeeper:
         self._restored += given
         return given
 
-    def after_step(self, tick: int, events: list) -> None:
-        """Submit the records of the tick that just ran (its session events, then its
-        world events) and publish the durable tick."""
+    def after_step(self, tick: int, events: list, hunt_before: int) -> None:
+        """Submit the records of the tick that just ran (its session events, which
+        happened in hunt `hunt_before`, then its world events) and publish the durable
+        tick."""
         if self.settings.ledger_backend == "none":  # nothing keeps them: build none
             return
         records = self.recorder.tick_records(tick, self.world,
                                              _comings_and_goings(events) if events else events,
-                                             self.protocol.client_id, unix_ms())
+                                             self.protocol.client_id, unix_ms(),
+                                             hunt_before)
         if self._restored:
             hunt = int(self.world.clock[S.HUNT_ID])
             records = list(records) + [self.recorder.score_restored(tick, hunt, slot, score,
@@ -143,15 +145,16 @@ class LedgerKeeper:
         self.ledger.submit(tick, records)
         self._publish()
 
-    def between_ticks(self, events: list) -> None:
+    def between_ticks(self, events: list, world_events: bool) -> None:
         """Record what an operator's command did between two ticks: players it removed
-        (kicks) and world events it made (a hunt ended now)."""
+        (kicks) and, with world_events, the events it wrote to world.events (a hunt ended
+        now; otherwise world.events still holds the last step's, already recorded)."""
         if self.settings.ledger_backend == "none":
             return
         tick, hunt = self.world.tick, int(self.world.clock[S.HUNT_ID])
         records = [self.recorder.left(tick, hunt, ev.slot, ev.reason, unix_ms())
                    for ev in events if isinstance(ev, PlayerLeft)]
-        if self.world.event_count:
+        if world_events and self.world.event_count:
             records += self.recorder.world_records(self.world, unix_ms())
         if records:
             self.ledger.submit(tick, records)

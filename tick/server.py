@@ -236,13 +236,14 @@ class GameServer:
         marks[2] = now_ns()  # decode (with expiry) ends here; drain gets the loop's rest
         marks[1] = marks[2] - decode_ns - (marks[2] - t0)
         tick = world.tick
+        hunt = world.clock[S.HUNT_ID]  # the hunt this tick's joins and leaves belong to
         claims = world.step()
         self.claims += claims
         # Claims can be dozens a tick at 10k players: they are walked in Python only when
         # logged (info); a hunt's end (rank events) is rare and always walked.
         if world.event_count > claims or (claims and log.isEnabledFor(logging.INFO)):
             self._on_world_events()
-        self.keeper.after_step(tick, events)  # records queued; durable tick published
+        self.keeper.after_step(tick, events, int(hunt))  # queued; durable tick published
         marks[3] = now_ns()
         self.encoders.encode()
         marks[4] = now_ns()
@@ -310,19 +311,20 @@ class GameServer:
             if in_log is not None:
                 in_log.score(slot, score)
 
-    def between_ticks(self, events: list) -> None:
+    def between_ticks(self, events: list, world_events: bool = False) -> None:
         """An operator's command changed the world between two ticks (tick.admin): players
-        it removed (PlayerLeft events) and world events it made (world.events). Logged,
-        recorded in the ledger and the input log like a tick's own."""
+        it removed (PlayerLeft events) and, with world_events, the events it wrote to
+        world.events (end_hunt_now resets them first; otherwise they are the last step's,
+        already handled). Logged, recorded in the ledger and the input log like a tick's."""
         if self.input_log is not None:
             for ev in events:
                 if isinstance(ev, PlayerLeft):
                     self.input_log.leave(ev.slot)
         if events:
             self._on_session_events(events)
-        if self.world.event_count:
+        if world_events and self.world.event_count:
             self._on_world_events()
-        self.keeper.between_ticks(events)
+        self.keeper.between_ticks(events, world_events)
 
     def note_command(self, tick: int, name: str, args: dict) -> None:
         """An applied operator command: kept in admin_log, and in the input log when it
