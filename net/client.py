@@ -28,9 +28,9 @@ from net.wire import (BUTTON_DIG, CHALLENGE, CHALLENGE_RESPONSE, CHALLENGE_RESPO
 
 #: Snapshots a client keeps as possible baselines: more than any server ring (64 at most).
 HELD_SNAPSHOTS = 64
-#: A CHALLENGE_RESPONSE is sent this many times (one resend_interval apart) before the
-#: client asks for a new challenge with a fresh CONNECT_REQUEST.
-RESPONSE_RESENDS = 8
+#: Every this-many-th resend of a CHALLENGE_RESPONSE is a CONNECT_REQUEST instead, asking
+#: for a challenge to the client's current address (11.1).
+RESPONSE_REFRESH = 4
 #: Confirmed own claims a client remembers (the newest), for its player to see.
 CONFIRMED_KEPT = 4096
 
@@ -149,15 +149,15 @@ class ClientProtocol:
     def _request(self, now: float) -> bytes:
         """The CONNECT_REQUEST, or once challenged the CHALLENGE_RESPONSE, to (re)send.
 
-        A response unanswered RESPONSE_RESENDS times is given up for a new request: the
-        challenge is bound to the address it was sent to, and a NAT that rebinds the
-        client's port (or a cookie that expired) makes every further resend useless."""
+        Every RESPONSE_REFRESH-th resend of the response is a CONNECT_REQUEST instead: the
+        challenge is bound to the address it was sent to, so if a NAT rebound the client's
+        port (or the cookie expired) every further response is useless, and the request
+        brings a challenge for where the client is now (it replaces the response)."""
         self._last_sent = now
         if self._response is not None:
             self._response_sent += 1
-            if self._response_sent <= RESPONSE_RESENDS:
+            if self._response_sent % RESPONSE_REFRESH:
                 return self._response
-            self._response = None
         packet = (pack_header(CONNECT_REQUEST, 0, 0) + self.salt.to_bytes(8, "little")
                   + self.token.request_fields())
         return packet + bytes(CONNECT_REQUEST_SIZE - len(packet))

@@ -12,6 +12,7 @@ the decode kernel before any of this runs.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from net import drops as D
 from net.cookie import Cookie, CookieJar
@@ -40,6 +41,10 @@ class Gatekeeper:
         self.challenge_ms = challenge_ms
         self.used: OrderedDict[bytes, tuple[int, int, int]] = OrderedDict()
         self.challenges = 0  # CHALLENGE packets sent
+        # (client id, salt, ip, port) -> True for the attempt that opened a session which
+        # never heard its client, now from another address (its NAT rebound before the
+        # accept got through): its token may be used from there (ServerProtocol sets it)
+        self.rebinding: Callable[[int, int, int, int], bool] | None = None
 
     def check_request(self, payload: bytes, ip: int, port: int,
                       unix_ms: int) -> tuple[int, PrivateToken | None]:
@@ -54,7 +59,8 @@ class Gatekeeper:
             return D.BAD_TOKEN, None
         if self.address not in token.servers:
             return D.WRONG_SERVER, None
-        if self.reused(token.token_id, ip, port, unix_ms):
+        if self.reused(token.token_id, ip, port, unix_ms) and not self._rebinding(
+                token.client_id, salt, ip, port):
             return D.TOKEN_REUSED, None
         return -1, token
 
@@ -83,9 +89,13 @@ class Gatekeeper:
             return D.TOKEN_EXPIRED, None
         if not verify(payload, cookie.c2s_key):
             return D.BAD_TAG, None
-        if self.reused(cookie.token_id, ip, port, unix_ms):
+        if self.reused(cookie.token_id, ip, port, unix_ms) and not self._rebinding(
+                cookie.client_id, cookie.salt, ip, port):
             return D.TOKEN_REUSED, None
         return -1, cookie
+
+    def _rebinding(self, client_id: int, salt: int, ip: int, port: int) -> bool:
+        return self.rebinding is not None and self.rebinding(client_id, salt, ip, port)
 
     def reused(self, token_id: bytes, ip: int, port: int, unix_ms: int) -> bool:
         """True if this token opened a session from another address (and has not expired)."""

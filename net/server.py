@@ -90,6 +90,7 @@ class ServerProtocol:
         self.addresses: list[Address | None] = [None] * self.capacity
         self.security = security
         self.gate = Gatekeeper(key, address, int(security.challenge_timeout * 1000), cookie_key)
+        self.gate.rebinding = self._rebinding
         self.unix_origin_ms = unix_origin_ms
         self._s2c: list[bytes] = [b""] * self.capacity  # server-to-client keys, for replies
         self._by_client: dict[int, int] = {}  # client id -> slot of its open session
@@ -255,11 +256,14 @@ class ServerProtocol:
         salt = int.from_bytes(payload[HEADER_SIZE:HEADER_SIZE + 8], "little")
         if token.client_id in self._by_client:
             # a late resend from the session's own attempt, or a second connection with the
-            # same client id: neither gets an answer (a lost accept is resent on responses)
+            # same client id: neither gets an answer (a lost accept is resent on responses);
+            # but the session's own attempt from a new port (its NAT rebound before the
+            # accept got through) gets a challenge there, to move the session with
             slot = self._by_client[token.client_id]
-            same = self._same_attempt(slot, ip, port, salt)
-            self.drops[D.DUPLICATE_CONNECT if same else D.DUPLICATE_CLIENT] += 1
-            return
+            if not self._rebound_attempt(slot, ip, port, salt):
+                same = self._same_attempt(slot, ip, port, salt)
+                self.drops[D.DUPLICATE_CONNECT if same else D.DUPLICATE_CLIENT] += 1
+                return
         if self._refused(token.s2c_key, salt, ip, addr, token.client_id):
             return
         self._replies.append((self.gate.challenge(token, salt, ip, port, unix_ms), addr))
@@ -278,6 +282,17 @@ class ServerProtocol:
             self.drops[D.BANNED] += 1
             return
         known = self._by_client.get(cookie.client_id)
+        if known is not None and self._rebound_attempt(known, ip, port, cookie.salt):
+            # the attempt that opened the session, from where its client is now: the
+            # session moves there (the cookie proves the address) and the accept is resent
+            self._count_address(ip_to_int(self.addresses[known][0]), -1)
+            self._count_address(ip, +1)
+            self.sessions[S_IP, known] = ip
+            self.sessions[S_PORT, known] = port
+            old, self.addresses[known] = self.addresses[known], addr
+            self.gate.remember(cookie.token_id, ip, port, cookie.expire)
+            self.moves += 1
+            events.append(PlayerMoved(known, self.names[known], old, addr))
         if known is not None:
             if self._same_attempt(known, ip, port, cookie.salt):  # the accept was lost
                 self.drops[D.DUPLICATE_CONNECT] += 1
@@ -297,6 +312,18 @@ class ServerProtocol:
             self._per_ip[ip] = left
         else:
             self._per_ip.pop(ip, None)
+
+    def _rebinding(self, client_id: int, salt: int, ip: int, port: int) -> bool:
+        slot = self._by_client.get(client_id)
+        return slot is not None and self._rebound_attempt(slot, ip, port, salt)
+
+    def _rebound_attempt(self, slot: int, ip: int, port: int, salt: int) -> bool:
+        """The connect attempt (salt) that opened `slot`'s session, from another address,
+        before the session heard any packet of its own: the client never got its accept
+        and its address changed meanwhile."""
+        s = self.sessions
+        return (int(s[S_SALT, slot]) & (2**64 - 1) == salt and int(s[S_LAST_RX_SEQ, slot]) == 0
+                and (int(s[S_IP, slot]), int(s[S_PORT, slot])) != (ip, port))
 
     def _same_attempt(self, slot: int, ip: int, port: int, salt: int) -> bool:
         s = self.sessions

@@ -845,9 +845,10 @@ def test_retries_beyond_the_address_burst_are_rate_limited(netkit):
 
 def test_an_unanswered_response_is_given_up_for_a_new_challenge(netkit):
     """The challenge is bound to the client's address: if its port changes (NAT
-    rebinding) between challenge and response, resending the response is useless; after
-    RESPONSE_RESENDS the client asks again from where it is now, and gets in."""
-    from net.client import RESPONSE_RESENDS
+    rebinding) between challenge and response, resending the response is useless; every
+    RESPONSE_REFRESH-th resend is a request, which gets a challenge where the client is
+    now, and the client gets in."""
+    from net.client import RESPONSE_REFRESH
     proto = netkit.server()
     client = netkit.client("rebound", salt=5)
     proto.receive_datagram(client.connect(0.0), A, 0)
@@ -855,15 +856,15 @@ def test_an_unanswered_response_is_given_up_for_a_new_challenge(netkit):
     assert client.receive(challenge, 0.01) == []
     moved = ("10.0.0.1", 4999)  # the NAT gave the client another port
     sent = []
-    for k in range(RESPONSE_RESENDS + 1):
+    for k in range(RESPONSE_REFRESH):
         out, _ = client.poll(0.01 + 0.3 * (k + 1))
         sent += out
         for data in out:
             proto.receive_datagram(data, moved, ns(10 + 300 * (k + 1)))
     types = [unpack_header(d).type for d in sent]
-    assert types == [CHALLENGE_RESPONSE] * RESPONSE_RESENDS + [CONNECT_REQUEST]
-    # the server refused each one: its cookie names the address it was sent to
-    assert drop_counts(proto) == {"wrong_address": RESPONSE_RESENDS}
+    assert types == [CHALLENGE_RESPONSE] * (RESPONSE_REFRESH - 1) + [CONNECT_REQUEST]
+    # the server refused each response: its cookie names the address it was sent to
+    assert drop_counts(proto) == {"wrong_address": RESPONSE_REFRESH - 1}
     # the new request is challenged at the new address, and the client gets in
     ((challenge, to),) = [r for r in proto.datagrams_to_send() if unpack_header(r[0]).type == CHALLENGE][-1:]
     assert to == moved
@@ -905,3 +906,38 @@ def test_a_disconnect_then_a_move_in_one_batch_keeps_the_books(netkit):
     assert [type(e) for e in events] == [PlayerLeft]
     assert proto._per_ip == {} and proto.addresses[0] is None
     netkit.check_invariants(proto)
+
+
+def test_a_client_whose_port_changes_before_its_accept_arrives_gets_in_there(netkit):
+    """The accept is lost and the client's NAT rebinds: its resent responses carry a
+    cookie for the old address (refused), its periodic request gets a challenge at the new
+    one, and that response, of the same attempt and proving the token's key, moves the
+    session (never heard from before) there and brings the accept."""
+    from net.client import RESPONSE_REFRESH
+    proto = netkit.server()
+    client = netkit.client("nat", salt=77)
+    proto.receive_datagram(client.connect(0.0), A, 0)
+    ((challenge, _),) = proto.datagrams_to_send()
+    client.receive(challenge, 0.0)
+    (response,), _ = client.poll(0.0)
+    (joined,) = proto.receive_datagram(response, A, ns(10))
+    assert isinstance(joined, PlayerJoined)
+    proto.datagrams_to_send()  # the accept is lost
+    got = []
+    for k in range(1, 3 * RESPONSE_REFRESH):
+        out, _ = client.poll(0.3 * k)
+        for data in out:  # every packet now leaves from another port
+            got += proto.receive_datagram(data, B, ns(300 * k))
+        for reply, to in proto.datagrams_to_send():
+            assert to == B
+            client.receive(reply, 0.3 * k)
+        if client.state == CONNECTED:
+            break
+    assert client.state == CONNECTED and client.info.slot == joined.slot
+    assert got == [PlayerMoved(joined.slot, "nat", A, B)]
+    assert proto.addresses[joined.slot] == B and proto.connected_count() == 1
+    netkit.check_invariants(proto)
+    # another attempt (another salt) of the same client id is still a duplicate
+    twin = netkit.client("nat", salt=78, token=client.token)
+    proto.receive_datagram(twin.connect(5.0), C, ns(5000))
+    assert proto.datagrams_to_send() == []
