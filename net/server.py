@@ -337,7 +337,8 @@ class ServerProtocol:
         if not self.accepting:
             self.drops[D.SHUTTING_DOWN] += 1
             reason = DENY_SHUTTING_DOWN
-        elif not self._free and client_id not in self._away:  # a returning one has a slot
+        elif (not self._free and client_id not in self._away  # a returning one has a slot,
+              and client_id not in self._by_client):  # and so has a rebound attempt
             self.drops[D.SERVER_FULL] += 1
             reason = DENY_SERVER_FULL
         elif (0 < self.security.max_sessions_per_address <= self._per_ip.get(ip, 0)

@@ -914,7 +914,7 @@ def test_a_client_whose_port_changes_before_its_accept_arrives_gets_in_there(net
     one, and that response, of the same attempt and proving the token's key, moves the
     session (never heard from before) there and brings the accept."""
     from net.client import RESPONSE_REFRESH
-    proto = netkit.server()
+    proto = netkit.server(max_players=1)  # full once it joins: the move needs no new slot
     client = netkit.client("nat", salt=77)
     proto.receive_datagram(client.connect(0.0), A, 0)
     ((challenge, _),) = proto.datagrams_to_send()
