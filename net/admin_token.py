@@ -15,11 +15,12 @@ import stat
 import tempfile
 from collections.abc import Mapping
 
+from net.secret_file import read_secret_file
+
 TOKEN_ENV = "XMARKS_ADMIN_TOKEN"
 TOKEN_BYTES = 32
 MIN_TOKEN_CHARS = 16
 MAX_TOKEN_CHARS = 512
-_READ_LIMIT = 4096  # a token file is 44 bytes; never read a huge file just to reject it
 
 
 class AdminTokenError(ValueError):
@@ -47,25 +48,8 @@ def check_token(text: str, where: str) -> str:
 def load_admin_token(path: str | os.PathLike) -> str:
     """The token in the file at `path`; AdminTokenError naming the path and the problem."""
     where = os.fspath(path)
-    try:
-        # O_NONBLOCK: a FIFO at the path must not hang the start; no effect on files.
-        fd = os.open(where, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                raise AdminTokenError(f"admin token file {where!r} is not a regular file")
-            data = f.read(_READ_LIMIT)
-    except FileNotFoundError:
-        raise AdminTokenError(f"admin token file {where!r} does not exist (`xmarks serve` "
-                              f"creates it; or set {TOKEN_ENV})") from None
-    except IsADirectoryError:
-        raise AdminTokenError(f"admin token file {where!r} is a directory") from None
-    except PermissionError:
-        raise AdminTokenError(f"cannot read admin token file {where!r}: permission "
-                              f"denied") from None
-    except OSError as exc:
-        raise AdminTokenError(f"cannot read admin token file {where!r}: "
-                              f"{exc.strerror}") from None
+    data, mode = read_secret_file(where, "admin token file", AdminTokenError,
+                                  f" (`xmarks serve` creates it; or set {TOKEN_ENV})")
     if os.name == "posix" and mode & 0o077:
         raise AdminTokenError(f"admin token file {where!r} is open to group or others "
                               f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {where}")

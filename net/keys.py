@@ -13,12 +13,12 @@ import logging
 import os
 import stat
 
+from net.secret_file import READ_LIMIT, read_secret_file
 from net.token import TOKEN_KEY_BYTES
 
 log = logging.getLogger("xmarks")
 
 KEY_HEX_CHARS = 2 * TOKEN_KEY_BYTES  # 64
-_READ_LIMIT = 4096  # a key file is 65 bytes; never read a huge file just to reject it
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
@@ -29,20 +29,7 @@ class KeyFileError(ValueError):
 def load_key(path: str | os.PathLike) -> bytes:
     """Read the 32-byte key from `path`; KeyFileError naming the path and the problem."""
     where = os.fspath(path)
-    try:
-        # O_NONBLOCK: a FIFO at the path must not hang the start; no effect on files.
-        fd = os.open(where, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                raise KeyFileError(f"key file {where!r} is not a regular file")
-            data = f.read(_READ_LIMIT)
-    except FileNotFoundError:
-        raise KeyFileError(f"key file {where!r} does not exist") from None
-    except IsADirectoryError:
-        raise KeyFileError(f"key file {where!r} is a directory") from None
-    except OSError as exc:
-        raise KeyFileError(f"cannot read key file {where!r}: {exc.strerror}") from None
+    data, mode = read_secret_file(where, "key file", KeyFileError)
     if os.name == "posix":
         if mode & stat.S_IWOTH:
             raise KeyFileError(f"key file {where!r} is world-writable; "
@@ -110,7 +97,7 @@ def _parse_hex(data: bytes, where: str) -> bytes:
     elif data.endswith(b"\n"):
         data = data[:-1]
     if len(data) != KEY_HEX_CHARS:
-        size = f"{len(data)}+" if len(data) >= _READ_LIMIT else str(len(data))
+        size = f"{len(data)}+" if len(data) >= READ_LIMIT else str(len(data))
         raise KeyFileError(f"{where} must hold {KEY_HEX_CHARS} hex characters "
                            f"(a {TOKEN_KEY_BYTES}-byte key), found {size}")
     if not _HEX.issuperset(data):

@@ -95,7 +95,7 @@ class World:
         h = hashlib.blake2b(digest_size=16)
         for name in self.STATE_FIELDS:
             arr = getattr(self, name)
-            if name == "pi":
+            if name == "pi":  # P_INPUT_SEQ is the table's last row (asserted below)
                 arr = arr[:S.P_INPUT_SEQ]
             h.update(name.encode())
             h.update(str(arr.dtype).encode())
@@ -134,3 +134,7 @@ def new_world(rules: GameRules, tick_rate: float) -> World:
     world.clock[S.LAST_HUNT_END] = -1
     bury_all(world.tf, world.ti, world.rng, world.value_cdf, kr.world_width, kr.world_height)
     return world
+
+
+# state_hash leaves out the player table's last row: that row must stay P_INPUT_SEQ
+assert S.P_INPUT_SEQ == len(S.PLAYER_I32) - 1

@@ -11,6 +11,7 @@ mid-hunt and started again; then stopped with SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -104,6 +105,29 @@ def hunt_with(server: Server, client_ids: list[int], until, limit_s: float):
         stop.set()
         thread.join(timeout=10)
     return swarm, finish
+
+
+@contextlib.contextmanager
+def live_hunt(server, bots: int, seed: int, key: bytes):
+    """A warmed-up in-process GameServer serving on a thread, and `bots` Swarm bots on
+    another; yields the swarm. On exit the bots stop, then the server (shutdown: leaves,
+    ledger flush, final hash), and its socket is closed."""
+    server.warm_up()
+    serving = threading.Thread(target=server.run, args=(60.0,), daemon=True)
+    serving.start()
+    swarm = Swarm(server.address, bots, seed=seed, key=key, progress=None)
+    stop = threading.Event()
+    hunting = threading.Thread(target=swarm.run, args=(60.0,), kwargs={"stop": stop.is_set},
+                               daemon=True)
+    hunting.start()
+    try:
+        yield swarm
+    finally:
+        stop.set()
+        hunting.join(timeout=10)
+        server.stop()
+        serving.join(timeout=10)
+        server.close()
 
 
 def confirmed_claims(swarm) -> set[tuple[int, int, int]]:

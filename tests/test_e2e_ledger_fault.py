@@ -15,12 +15,11 @@ from dataclasses import replace
 
 from sim.rules import GameRules
 from store.settings import StoreSettings
-from tests.test_e2e_durability import confirmed_claims, ledger_records
+from tests.test_e2e_durability import confirmed_claims, ledger_records, live_hunt
 from tick.clock import now_s
 from tick.config import ServerConfig
 from tick.metrics import ServerMetrics
 from tick.server import GameServer
-from tick.swarm import Swarm
 
 KEY = bytes(range(32))
 RULES = GameRules(world_width=400.0, world_height=400.0, max_players=8, treasure_count=24,
@@ -41,15 +40,7 @@ def test_a_failing_disk_stops_confirmations_not_the_game(tmp_path, caplog):
     config = ServerConfig(rules=RULES, port=0, store=replace(
         StoreSettings(), ledger_path=str(tmp_path / "ledger.sqlite3"), checkpoint_every=0))
     server = GameServer(config, key=KEY)
-    server.warm_up()
-    serving = threading.Thread(target=server.run, args=(60.0,), daemon=True)
-    serving.start()
-    swarm = Swarm(server.address, 5, seed=2, key=KEY, progress=None)
-    stop = threading.Event()
-    bots = threading.Thread(target=swarm.run, args=(60.0,), kwargs={"stop": stop.is_set},
-                            daemon=True)
-    bots.start()
-    try:
+    with live_hunt(server, 5, seed=2, key=KEY) as swarm:
         assert wait_for(lambda: len(confirmed_claims(swarm)) >= 2, 30), "no claim confirmed"
 
         # the disk fills up
@@ -87,12 +78,6 @@ def test_a_failing_disk_stops_confirmations_not_the_game(tmp_path, caplog):
         failing.clear()
         assert wait_for(lambda: not ledger.status()["failing"] and ledger.pending() == 0, 10)
         assert wait_for(lambda: int(server.protocol.durable[0]) > durable, 5)
-    finally:
-        stop.set()
-        bots.join(timeout=10)
-        server.stop()
-        serving.join(timeout=10)
-        server.close()
     confirmed = confirmed_claims(swarm)
     records = ledger_records(tmp_path / "ledger.sqlite3")
     claims = {(r.client_id, r.tick & 0xFFFFFFFF, r.treasure) for r in records

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 import urllib.request
 from dataclasses import replace
@@ -18,11 +17,11 @@ from dataclasses import replace
 from net.admin_http import AdminSettings
 from sim.rules import GameRules
 from store.settings import StoreSettings
+from tests.test_e2e_durability import live_hunt
 from tests.test_e2e_loopback import clean_env, xmarks_command
 from tick.config import ServerConfig
 from tick.replay import replay
 from tick.server import GameServer
-from tick.swarm import Swarm
 
 KEY = bytes(range(32))
 TOKEN = "replay-test-admin-token"
@@ -47,15 +46,7 @@ def test_a_recorded_hunt_replays_to_the_live_hash(tmp_path):
                           store=replace(StoreSettings(), input_log=str(log_path),
                                         checkpoint_every=0))
     server = GameServer(config, key=KEY, admin_token=TOKEN)
-    server.warm_up()
-    serving = threading.Thread(target=server.run, args=(60.0,), daemon=True)
-    serving.start()
-    swarm = Swarm(server.address, 5, seed=4, key=KEY, progress=None)
-    stop = threading.Event()
-    bots = threading.Thread(target=swarm.run, args=(60.0,), kwargs={"stop": stop.is_set},
-                            daemon=True)
-    bots.start()
-    try:
+    with live_hunt(server, 5, seed=4, key=KEY):
         deadline = time.monotonic() + 30
         while server.claims < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -68,12 +59,6 @@ def test_a_recorded_hunt_replays_to_the_live_hash(tmp_path):
         kicked = post(server, "/kick", {"slot": 0})["kicked"]
         assert kicked == [0]
         time.sleep(1.0)
-    finally:
-        stop.set()
-        bots.join(timeout=10)
-        server.stop()
-        serving.join(timeout=10)
-        server.close()
     live = server.final_hash
     assert live == server.world.state_hash()
     assert [name for _, name, _ in server.admin_log] == [

@@ -87,13 +87,18 @@ class HuntMaster:
             self._samples.append((now, server.bytes_out, server.packets_out, server.packets_in))
         if not self.calls.queue:  # as queue.empty(), without its lock: no allocation
             return
+        for call in self._taken():
+            call.answer(*self.carry_out(server, call.name, call.args, now))
+
+    def _taken(self):
+        """The queued calls, each taken (a call its HTTP thread withdrew is skipped)."""
         while True:
             try:
                 call = self.calls.get_nowait()
             except queue.Empty:
                 return
             if call.take():
-                call.answer(*self.carry_out(server, call.name, call.args, now))
+                yield call
 
     def carry_out(self, server, name: str, args: dict, now: int) -> Answer:
         """Run one checked command or read now; (HTTP status, JSON body). An applied
@@ -115,13 +120,8 @@ class HuntMaster:
     def close(self) -> None:
         """Refuse new calls and answer the queued ones with 503 (the server stops)."""
         self.open = False
-        while True:
-            try:
-                call = self.calls.get_nowait()
-            except queue.Empty:
-                return
-            if call.take():
-                call.answer(503, {"error": "server stopping"})
+        for call in self._taken():
+            call.answer(503, {"error": "server stopping"})
 
     # ---- reads --------------------------------------------------------------------------
 
