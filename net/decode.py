@@ -25,7 +25,7 @@ from net.wire import (BUTTON_DIG, CHALLENGE_RESPONSE,
                       CONNECT_REQUEST, CONNECT_REQUEST_SIZE, DISCONNECT, DISCONNECT_SIZE,
                       HEADER_SIZE, INPUT, INPUT_PREFIX, INPUT_RECORD, KEEPALIVE,
                       KEEPALIVE_SIZE, MAX_INPUTS_PER_PACKET, TAG_SIZE, VERSION)
-from sim.jit import kernel
+from sim.jit import borrowed, kernel
 from sim.schema import P_DIG, P_INPUT_SEQ, P_MOVE_X, P_MOVE_Y
 
 # What a control entry asks Python to do. CTRL_MOVED: the session's address changed (the
@@ -91,6 +91,13 @@ def decode_batch(data: np.ndarray, length: np.ndarray, ip: np.ndarray, port: np.
     and moves on. A packet is marked received only after its tag verified. Nothing is
     raised, nothing allocated.
     """
+    # every array the loop touches, borrowed (sim.jit.borrowed): a view per datagram
+    # would otherwise cost two atomic reference counts
+    data, length, ip, port = borrowed(data), borrowed(length), borrowed(ip), borrowed(port)
+    sessions, replay, pi = borrowed(sessions), borrowed(replay), borrowed(pi)
+    guard, addr_ip, addr_tat = borrowed(guard), borrowed(addr_ip), borrowed(addr_tat)
+    all_tat, drops, accepted = borrowed(all_tat), borrowed(drops), borrowed(accepted)
+    ctrl_index, ctrl_kind, sent = borrowed(ctrl_index), borrowed(ctrl_kind), borrowed(sent)
     n_ctrl = 0
     capacity = sessions.shape[1]
     for i in range(count):

@@ -50,34 +50,35 @@ def predict(q: int, v: int, dt: int) -> int:
 @kernel
 def quantize_players(pf: np.ndarray, w: float, h: float, tick_rate: float,
                      pq: np.ndarray) -> None:
-    """Every player as the wire carries it, once a tick: pq int32[4, P] rows qx, qy, vx, vy
-    (quanta, quanta per tick). pf: float32[4, P]. Per visible pair it would cost ~30x more."""
+    """Every player as the wire carries it, once a tick: pq int32[P, 4] of qx, qy, vx, vy
+    (quanta, quanta per tick), one player to a row so a delta reads one cache line per
+    player. pf: float32[4, P]. Per visible pair it would cost ~30x more."""
     for j in range(pf.shape[1]):
-        pq[0, j] = quantize(pf[PX, j], w)
-        pq[1, j] = quantize(pf[PY, j], h)
-        pq[2, j] = velocity_q(pf[PVX, j], w, tick_rate)
-        pq[3, j] = velocity_q(pf[PVY, j], h, tick_rate)
+        pq[j, 0] = quantize(pf[PX, j], w)
+        pq[j, 1] = quantize(pf[PY, j], h)
+        pq[j, 2] = velocity_q(pf[PVX, j], w, tick_rate)
+        pq[j, 3] = velocity_q(pf[PVY, j], h, tick_rate)
 
 
 @kernel
 def quantize_treasures(tf: np.ndarray, ti: np.ndarray, w: float, h: float,
                        tq: np.ndarray) -> None:
-    """Every treasure as the wire carries it: tq int32[3, T] rows qx, qy, value."""
+    """Every treasure as the wire carries it: tq int32[T, 3] of qx, qy, value."""
     for j in range(tf.shape[1]):
-        tq[0, j] = quantize(tf[TX, j], w)
-        tq[1, j] = quantize(tf[TY, j], h)
-        tq[2, j] = ti[T_VALUE, j]
+        tq[j, 0] = quantize(tf[TX, j], w)
+        tq[j, 1] = quantize(tf[TY, j], h)
+        tq[j, 2] = ti[T_VALUE, j]
 
 
 @kernel(inline=True)
 def full_rows(sel: np.ndarray, n_sel: int, now: np.ndarray, state: np.ndarray) -> int:
-    """The client's copy after a full snapshot: state rows [id, now[0, id], now[1, id], ...]
-    in `sel` order (now: pq int32[4, P] for players, tq int32[3, T] for treasures)."""
+    """The client's copy after a full snapshot: state rows [id, *now[id]] in `sel` order
+    (now: pq int32[P, 4] for players, tq int32[T, 3] for treasures)."""
     for q in range(n_sel):
         j = sel[q]
         state[q, E_ID] = j
-        for f in range(now.shape[0]):
-            state[q, 1 + f] = now[f, j]
+        for f in range(now.shape[1]):
+            state[q, 1 + f] = now[j, f]
     return n_sel
 
 
@@ -85,16 +86,16 @@ def full_rows(sel: np.ndarray, n_sel: int, now: np.ndarray, state: np.ndarray) -
 def append_new(sel: np.ndarray, n_sel: int, marks: np.ndarray, kept: int, now: np.ndarray,
                state: np.ndarray, n: int) -> int:
     """Append to state, from row n on, every id of sel[:n_sel] not marked kept (a new
-    entity), in sel order: [id, now[0, id], now[1, id], ...] (now: int32[F - 1, N], the
-    quantized table). Returns how many."""
+    entity), in sel order: [id, *now[id]] (now: int32[N, F - 1], the quantized table).
+    Returns how many."""
     new = 0
     for q in range(n_sel):
         j = sel[q]
         if marks[MARK_BASE, j] == kept:
             continue
         state[n + new, E_ID] = j
-        for f in range(now.shape[0]):
-            state[n + new, 1 + f] = now[f, j]
+        for f in range(now.shape[1]):
+            state[n + new, 1 + f] = now[j, f]
         new += 1
     return new
 
@@ -106,7 +107,7 @@ def diff_players(base: np.ndarray, n_base: int, dt: int, sel: np.ndarray, n_sel:
     """Classify baseline players against the players in view now.
 
     base: uint16[CP, 5] baseline rows (velocities biased by V_BIAS); sel: int32 ids in view
-    (scan order); pq: int32[4, P] players now (quantize_players); dt: ticks since the
+    (scan order); pq: int32[P, 4] players now (quantize_players); dt: ticks since the
     baseline. Writes kind[i] (KEEP, MOVED, TURNED,
     REMOVED) and res[i] = (rx, ry, vx, vy) per baseline row, and the client's new copy
     to state (int32[CP, 5]): kept baseline rows in baseline order, then new players in
@@ -130,10 +131,10 @@ def diff_players(base: np.ndarray, n_base: int, dt: int, sel: np.ndarray, n_sel:
         vby = np.int64(base[i, E_VY]) - V_BIAS
         px = predict(np.int64(base[i, E_QX]), vbx, dt)
         py = predict(np.int64(base[i, E_QY]), vby, dt)
-        qx = np.int64(pq[0, j])
-        qy = np.int64(pq[1, j])
-        vx = np.int64(pq[2, j])
-        vy = np.int64(pq[3, j])
+        qx = np.int64(pq[j, 0])
+        qy = np.int64(pq[j, 1])
+        vx = np.int64(pq[j, 2])
+        vy = np.int64(pq[j, 3])
         rx = qx - px
         ry = qy - py
         res[i, 0] = rx
@@ -166,7 +167,7 @@ def diff_treasures(base: np.ndarray, n_base: int, sel: np.ndarray, n_sel: int,
                    state: np.ndarray) -> tuple:
     """Classify baseline treasures: KEEP when still in view and unchanged, else REMOVED
     (a treasure that changed, e.g. re-buried elsewhere under the same id, is removed and
-    sent again as new). base: uint16[CT, 4]; tq: int32[3, T] (quantize_treasures); state:
+    sent again as new). base: uint16[CT, 4]; tq: int32[T, 3] (quantize_treasures); state:
     int32[CT, 4], kept rows in baseline order then new ones in `sel` order. Returns (rows
     in state, removed, new)."""
     now = next_stamp(stamp)
@@ -177,8 +178,8 @@ def diff_treasures(base: np.ndarray, n_base: int, sel: np.ndarray, n_sel: int,
     removed = 0
     for i in range(n_base):
         j = np.int64(base[i, E_ID])
-        if (marks[MARK_NOW, j] != now or base[i, E_QX] != tq[0, j]
-                or base[i, E_QY] != tq[1, j] or base[i, E_VALUE] != tq[2, j]):
+        if (marks[MARK_NOW, j] != now or base[i, E_QX] != tq[j, 0]
+                or base[i, E_QY] != tq[j, 1] or base[i, E_VALUE] != tq[j, 2]):
             kind[i] = REMOVED
             removed += 1
             continue

@@ -26,7 +26,7 @@ import numpy as np
 from numba import types
 
 from net.wire import MAX_DATAGRAM
-from sim.jit import kernel
+from sim.jit import borrowed, kernel
 
 # ---- struct layouts (bytes) -------------------------------------------------------------
 # struct msghdr: 4 padding bytes after msg_namelen and after msg_flags.
@@ -183,9 +183,11 @@ def recv_batch(fd: int, data: np.ndarray, length: np.ndarray, ip: np.ndarray,
     hbase = np.int64(hdrs.ctypes.data)
     ibase = np.int64(iovs.ctypes.data)
     nbase = np.int64(names.ctypes.data)
-    h64 = hdrs.view(np.int64)
-    h32 = hdrs.view(np.int32)
-    i64 = iovs.view(np.int64)
+    # borrowed (sim.jit.borrowed): _set_header per datagram would count references
+    h64 = borrowed(hdrs.view(np.int64))
+    h32 = borrowed(hdrs.view(np.int32))
+    i64 = borrowed(iovs.view(np.int64))
+    names, length, ip, port = borrowed(names), borrowed(length), borrowed(ip), borrowed(port)
     total = 0
     err = 0
     retried = 0
@@ -247,9 +249,11 @@ def send_batch(fd: int, buf: np.ndarray, off: np.ndarray, ip: np.ndarray, port: 
     hbase = np.int64(hdrs.ctypes.data)
     ibase = np.int64(iovs.ctypes.data)
     nbase = np.int64(names.ctypes.data)
-    h64 = hdrs.view(np.int64)
-    h32 = hdrs.view(np.int32)
-    i64 = iovs.view(np.int64)
+    # borrowed (sim.jit.borrowed): _set_header per datagram would count references
+    h64 = borrowed(hdrs.view(np.int64))
+    h32 = borrowed(hdrs.view(np.int32))
+    i64 = borrowed(iovs.view(np.int64))
+    names, off, ip, port = borrowed(names), borrowed(off), borrowed(ip), borrowed(port)
     size = buf.size
     sent = 0
     nbytes = 0

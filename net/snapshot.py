@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from net.aoi import gather_cells, select_visible
+from net.aoi import NEAR_BINS, gather_cells, select_visible
 from net.delta import (MOVED, REMOVED, TURNED, diff_players, diff_treasures, full_rows,
                        quantize_players, quantize_treasures)
 from net.header import put_header
@@ -27,7 +27,7 @@ from net.snapshot_ring import (E_ID, E_QX, E_QY, E_VX, E_VY, OC_SENT, OC_TICK, O
                                V_BIAS, find_baseline)
 from net.tag import put_tag
 from net.wire import MAX_DATAGRAM, SNAPSHOT, TAG_SIZE
-from sim.jit import kernel
+from sim.jit import borrowed, kernel
 from sim.schema import (BURIED, CLAIM_HEAD, CLAIM_RING, CR_SLOT, CR_TICK, CR_TREASURE,
                         EV_A, EV_B, EV_C, EV_D, EV_KIND, EV_TICK, EVENT_CLAIM, EVENT_COUNT,
                         P_GEN,
@@ -59,10 +59,10 @@ CANDIDATES = 512
 
 class EncodeScratch(NamedTuple):
     """Scratch of the encoder, allocated once. p_xy: float64[2, P] and t_xy:
-    float64[2, T] positions in grid order; pq: int32[4, P] and tq: int32[3, T] every
-    entity as the wire carries it (net.delta.quantize_*); cand: int32[CANDIDATES];
-    cand_d2: float64[CANDIDATES]; sel_ids, sel_d2: the same again; heap: int32[K];
-    heap_d2: float64[K]; sel_p: int32[CP]; sel_t: int32[CT]; p_kind: int32[CP]; p_res: int32[CP, 4]; p_state: int32[CP, 5]; t_kind:
+    float64[2, T] positions in grid order; pq: int32[P, 4] and tq: int32[T, 3] every
+    entity as the wire carries it (net.delta.quantize_*); cand: int32[CANDIDATES + 1];
+    cand_d2: float64[CANDIDATES + 1]; sel_ids, sel_d2: the same again; heap: int32[K];
+    heap_d2: float64[K]; bins: int32[NEAR_BINS]; sel_p: int32[CP]; sel_t: int32[CT]; p_kind: int32[CP]; p_res: int32[CP, 4]; p_state: int32[CP, 5]; t_kind:
     int32[CT]; t_state: int32[CT, 4]; claims: int32[CLAIM_RING] claim ring rows of one
     snapshot."""
 
@@ -76,6 +76,7 @@ class EncodeScratch(NamedTuple):
     sel_d2: np.ndarray
     heap: np.ndarray
     heap_d2: np.ndarray
+    bins: np.ndarray
     sel_p: np.ndarray
     sel_t: np.ndarray
     p_kind: np.ndarray
@@ -93,10 +94,11 @@ def new_encode_scratch(max_players: int, max_treasures: int, world_players: int,
     k = max(max_players, max_treasures)
     return EncodeScratch(
         np.zeros((2, world_players), np.float64), np.zeros((2, world_treasures), np.float64),
-        np.zeros((4, world_players), np.int32), np.zeros((3, world_treasures), np.int32),
-        np.zeros(CANDIDATES, np.int32), np.zeros(CANDIDATES, np.float64),
-        np.zeros(CANDIDATES, np.int32), np.zeros(CANDIDATES, np.float64),
-        np.zeros(k, np.int32), np.zeros(k, np.float64), np.zeros(max_players, np.int32),
+        np.zeros((world_players, 4), np.int32), np.zeros((world_treasures, 3), np.int32),
+        np.zeros(CANDIDATES + 1, np.int32), np.zeros(CANDIDATES + 1, np.float64),
+        np.zeros(CANDIDATES + 1, np.int32), np.zeros(CANDIDATES + 1, np.float64),
+        np.zeros(k, np.int32), np.zeros(k, np.float64), np.zeros(NEAR_BINS, np.int32),
+        np.zeros(max_players, np.int32),
         np.zeros(max_treasures, np.int32), np.zeros(max_players, np.int32),
         np.zeros((max_players, 4), np.int32), np.zeros((max_players, PLAYER_FIELDS), np.int32),
         np.zeros(max_treasures, np.int32), np.zeros((max_treasures, TREASURE_FIELDS), np.int32),
@@ -199,8 +201,8 @@ def prepare_snapshots(pf: np.ndarray, tf: np.ndarray, ti: np.ndarray, p_starts: 
     share these arrays may then encode concurrently."""
     note_own_claims(sessions, pi, events, clock, own)
     ncells = kr.grid_cols * kr.grid_rows
-    gather_cells(pf[PX], pf[PY], p_items, p_starts[ncells], scratch.p_xy)
-    gather_cells(tf[TX], tf[TY], t_items, t_starts[ncells], scratch.t_xy)
+    gather_cells(pf[PX], pf[PY], p_items, p_starts[ncells], pi[P_ALIVE], 1, scratch.p_xy)
+    gather_cells(tf[TX], tf[TY], t_items, t_starts[ncells], ti[T_STATE], BURIED, scratch.t_xy)
     quantize_players(pf, kr.world_width, kr.world_height, kr.tick_rate, scratch.pq)
     quantize_treasures(tf, ti, kr.world_width, kr.world_height, scratch.tq)
 
@@ -306,6 +308,15 @@ def encode_range(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: np.nd
     which spreads clients evenly over ticks. Call after step(): the snapshot describes the
     tick that just ran (clock[TICK] - 1).
     """
+    # every array the loop touches, borrowed (sim.jit.borrowed): the caller holds them
+    sessions, pf, pi, tf, ti = (borrowed(sessions), borrowed(pf), borrowed(pi), borrowed(tf),
+                                borrowed(ti))
+    p_starts, p_items = borrowed(p_starts), borrowed(p_items)
+    t_starts, t_items = borrowed(t_starts), borrowed(t_items)
+    clock, claim_ring, board = borrowed(clock), borrowed(claim_ring), borrowed(board)
+    final_board, durable, out = borrowed(final_board), borrowed(durable), borrowed(out)
+    out_off, out_slot = borrowed(out_off), borrowed(out_slot)
+    out_ip, out_port = borrowed(out_ip), borrowed(out_port)
     tick = clock[TICK] - 1
     depth = ring.tick.shape[1]
     n_out = 0
@@ -330,19 +341,23 @@ def encode_range(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: np.nd
     exit_reveal = kr.reveal_radius * caps.exit_scale
     tolerance = min(caps.tolerance_x, caps.tolerance_y)
     view2 = kr.view_radius * kr.view_radius
-    claims = scratch.claims
-    pq, tq = scratch.pq, scratch.tq
-    # the tuples' arrays as locals, once: touching a tuple field inside the loop makes
-    # numba count references on every access (atomic increments, measured ~5x slower)
-    r_tick, r_count, r_np, r_nt = ring.tick, ring.count, ring.n_players, ring.n_treasures
-    r_players, r_treasures = ring.players, ring.treasures
-    own, result = ring.own, ring.result
-    p_marks, t_marks, stamp = ring.p_marks, ring.t_marks, ring.stamp
-    cand, cand_d2, sel_ids, sel_d2 = scratch.cand, scratch.cand_d2, scratch.sel_ids, scratch.sel_d2
-    heap, heap_d2 = scratch.heap, scratch.heap_d2
-    sel_p, sel_t = scratch.sel_p, scratch.sel_t
-    p_kind, p_res, p_state = scratch.p_kind, scratch.p_res, scratch.p_state
-    t_kind, t_state = scratch.t_kind, scratch.t_state
+    # the tuples' arrays as borrowed locals, once: touching a tuple field inside the loop
+    # makes numba count references on every access (atomic increments, measured ~5x slower)
+    claims = borrowed(scratch.claims)
+    pq, tq = borrowed(scratch.pq), borrowed(scratch.tq)
+    r_tick, r_count = borrowed(ring.tick), borrowed(ring.count)
+    r_np, r_nt = borrowed(ring.n_players), borrowed(ring.n_treasures)
+    r_players, r_treasures = borrowed(ring.players), borrowed(ring.treasures)
+    own, result = borrowed(ring.own), borrowed(ring.result)
+    p_marks, t_marks, stamp = borrowed(ring.p_marks), borrowed(ring.t_marks), borrowed(ring.stamp)
+    cand, cand_d2 = borrowed(scratch.cand), borrowed(scratch.cand_d2)
+    sel_ids, sel_d2 = borrowed(scratch.sel_ids), borrowed(scratch.sel_d2)
+    heap, heap_d2, bins = borrowed(scratch.heap), borrowed(scratch.heap_d2), borrowed(scratch.bins)
+    p_xy, t_xy = borrowed(scratch.p_xy), borrowed(scratch.t_xy)
+    sel_p, sel_t = borrowed(scratch.sel_p), borrowed(scratch.sel_t)
+    p_kind, p_res = borrowed(scratch.p_kind), borrowed(scratch.p_res)
+    p_state = borrowed(scratch.p_state)
+    t_kind, t_state = borrowed(scratch.t_kind), borrowed(scratch.t_state)
     for s in range(lo, hi):
         if sessions[S_STATE, s] != CONNECTED or pi[P_ALIVE, s] == 0:
             continue
@@ -355,18 +370,16 @@ def encode_range(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: np.nd
         base = find_baseline(r_tick, r_count, s, sessions[S_SNAPSHOT_ACK, s], tick)
         x = np.float64(pf[PX, s])
         y = np.float64(pf[PY, s])
-        n_sel_p = select_visible(x, y, kr.view_radius, exit_view, scratch.p_xy, p_items,
-                                 p_starts, kr.cell_size, kr.grid_cols, kr.grid_rows, s,
-                                 pi[P_ALIVE], 1, caps.max_players, r_players[s, last],
-                                 n_last_p, p_marks, stamp, cand,
-                                 cand_d2, sel_ids, sel_d2, heap,
-                                 heap_d2, sel_p)
-        n_sel_t = select_visible(x, y, kr.reveal_radius, exit_reveal, scratch.t_xy, t_items,
-                                 t_starts, kr.cell_size, kr.grid_cols, kr.grid_rows, -1,
-                                 ti[T_STATE], BURIED, caps.max_treasures,
-                                 r_treasures[s, last], n_last_t, t_marks, stamp,
-                                 cand, cand_d2, sel_ids, sel_d2,
-                                 heap, heap_d2, sel_t)
+        n_sel_p = select_visible(x, y, kr.view_radius, exit_view, p_xy, p_items, p_starts,
+                                 kr.cell_size, kr.grid_cols, kr.grid_rows, s,
+                                 caps.max_players, r_players[s, last], n_last_p, p_marks,
+                                 stamp, cand, cand_d2, sel_ids, sel_d2, heap, heap_d2, bins,
+                                 sel_p)
+        n_sel_t = select_visible(x, y, kr.reveal_radius, exit_reveal, t_xy, t_items, t_starts,
+                                 kr.cell_size, kr.grid_cols, kr.grid_rows, -1,
+                                 caps.max_treasures, r_treasures[s, last], n_last_t, t_marks,
+                                 stamp, cand, cand_d2, sel_ids, sel_d2, heap, heap_d2, bins,
+                                 sel_t)
         # what changes for the client, and the copy it will hold afterwards
         moved = turned = p_removed = p_new = t_removed = t_new = 0
         base_tick = -1
@@ -454,8 +467,8 @@ def encode_range(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: np.nd
         pos = put_key(out, pos, 109, 101)  # "me"
         pos = put_array(out, pos, 6)
         pos = put_uint(out, pos, s)
-        pos = put_uint(out, pos, pq[0, s])
-        pos = put_uint(out, pos, pq[1, s])
+        pos = put_uint(out, pos, pq[s, 0])
+        pos = put_uint(out, pos, pq[s, 1])
         pos = put_uint(out, pos, pi[P_SCORE, s])
         pos = put_uint(out, pos, min(255, pi[P_DIG_TICKS, s] * 255 // kr.dig_ticks))
         pos = put_uint(out, pos, pi[P_HEAT, s])
