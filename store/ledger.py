@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from store.records import CLAIM, JOIN, RANK, SCORE, LedgerRecord
+from store.records import CLAIM, JOIN, RANK, SCORE, LedgerRecord, RecordChain, last_seq
 
 log = logging.getLogger("xmarks.ledger")
 
@@ -220,8 +220,9 @@ class QueuedLedger:
 
     # ---- writer ----------------------------------------------------------------------
 
-    def _write(self, records: list[LedgerRecord]) -> None:
-        """Write `records` in one transaction and commit; raise if it did not commit."""
+    def _write(self, records: Sequence[LedgerRecord]) -> None:
+        """Write `records` (iterate them once) in one transaction and commit; raise if it
+        did not commit."""
         raise NotImplementedError
 
     def _release(self) -> None:
@@ -239,7 +240,9 @@ class QueuedLedger:
             return True
         n = self._held_records
         if n:
-            rows = [r for _, records in held for r in records]
+            # one sequence over everything held, iterated once by the backend: claim
+            # batches stay arrays until then (store.records.ClaimBatch.sql_rows)
+            rows = RecordChain(*(records for _, records in held))
             t0 = self._clock()
             try:
                 self._write(rows)
@@ -247,7 +250,7 @@ class QueuedLedger:
                 self._fault(exc)
                 return False
             seconds = self._clock() - t0
-            seq = rows[-1].seq
+            seq = last_seq(rows)
         last_tick = held[-1][0]
         self._held = []
         self._held_records = 0
@@ -368,7 +371,7 @@ class MemoryLedger(QueuedLedger):
                 return False
         return True
 
-    def _write(self, records: list[LedgerRecord]) -> None:
+    def _write(self, records: Sequence[LedgerRecord]) -> None:
         if self._fail_count > 0:
             self._fail_count -= 1
             raise LedgerFault(self._fail_message)
@@ -410,7 +413,7 @@ class NullLedger(QueuedLedger):
     def __init__(self, world_uid: int) -> None:
         super().__init__(world_uid, lambda: 0.0)
 
-    def _write(self, records: list[LedgerRecord]) -> None:
+    def _write(self, records: Sequence[LedgerRecord]) -> None:
         pass
 
     def last_seq(self) -> int:

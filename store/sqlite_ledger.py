@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from store.ledger import DEFAULT_QUEUE_LIMIT, LedgerError, QueuedLedger
 from store.records import CLAIM, JOIN, RANK, SCORE, LedgerRecord
@@ -50,6 +50,18 @@ _I64_TOP = 1 << 63
 def _to_row(r: LedgerRecord) -> LedgerRecord:
     cid = r.client_id
     return r if cid is None or cid < _I64_TOP else r._replace(client_id=cid - _U64)
+
+
+def _sql_rows(records: Iterable) -> Iterator[tuple]:
+    """Every record of `records` as a row of the ledger table: a part that can give its
+    rows without building LedgerRecords (ClaimBatch.sql_rows) does, chains are walked."""
+    for part in getattr(records, "parts", (records,)):
+        if hasattr(part, "parts"):
+            yield from _sql_rows(part)
+        elif hasattr(part, "sql_rows"):
+            yield from part.sql_rows()
+        else:
+            yield from map(_to_row, part)
 
 
 def _from_row(row: tuple) -> LedgerRecord:
@@ -150,13 +162,13 @@ class SqliteLedger(QueuedLedger):
 
     # ---- writer thread ---------------------------------------------------------------
 
-    def _write(self, records: list[LedgerRecord]) -> None:
+    def _write(self, records: Sequence[LedgerRecord]) -> None:
         conn = self._conn
         try:
             if conn is None:
                 conn = self._conn = self._open_writer()
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(_INSERT, map(_to_row, records))
+            conn.executemany(_INSERT, _sql_rows(records))
             conn.execute("COMMIT")
         except BaseException:
             # a fresh connection next time: a read-only or broken one would stay so, and

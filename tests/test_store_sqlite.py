@@ -276,3 +276,37 @@ def test_a_damaged_ledger_file_reads_fail_in_one_line(path):
         f.write(b"garbage!" * 64)
     with pytest.raises(LedgerError, match="read failed"):
         ledger.last_seq()
+
+
+def test_claim_batches_are_stored_as_the_records_they_stand_for(path):
+    """The writer stores a ClaimBatch from its arrays (ClaimBatch.sql_rows), not from
+    LedgerRecords: what it reads back must be exactly the records, u64 ids included, in
+    batches chained with plain records."""
+    from sim import schema as S
+    from sim.world import new_world
+    from store.records import ClaimBatch, RecordChain
+    from tests.test_store_records import RULES, TICK_RATE, _with_events
+
+    world = new_world(RULES, TICK_RATE)
+    rec = Recorder(UID, RULES.max_players)
+    sent = []
+    for slot, cid in ((1, 2**64 - 1), (2, 2**63), (3, 2**63 - 1), (4, 7)):
+        world.join(slot)
+        sent.append(rec.joined(0, 0, slot, client_id=cid, name=f"p{slot}", unix_ms=5))
+        world.pi[S.P_SCORE, slot] = 100 * slot
+    _with_events(world, [(S.EVENT_CLAIM, 3, s, 1, s + 6, 300 + s) for s in (1, 2, 3, 4)])
+    batch = rec.tick_records(3, world, [], lambda s: 0, 77)
+    assert isinstance(batch, ClaimBatch) and len(batch) == 4
+    _with_events(world, [(S.EVENT_CLAIM, 4, 2, 1, 9, 5)])
+    later = rec.tick_records(4, world, [], lambda s: 0, 78)
+    chained = RecordChain(later, [rec.score_restored(4, 0, 1, 999, 78)], [])
+    ledger = SqliteLedger(path, UID, clock=time.monotonic)
+    ledger.submit(0, sent)
+    ledger.submit(3, batch)
+    ledger.submit(4, chained)
+    assert _wait(lambda: ledger.confirmed_tick() == 4)
+    want = sent + list(batch) + list(chained)
+    assert ledger.records_since(0) == want
+    assert ledger.confirmed_seq() == want[-1].seq == ledger.last_seq()
+    assert [r.client_id for r in want if r.kind == CLAIM] == [2**64 - 1, 2**63, 2**63 - 1, 7, 2**63]
+    assert ledger.close()
