@@ -211,18 +211,30 @@ NEAR_BINS = 32
 
 
 @kernel(inline=True)
+def near_bin(d2: float, scale: float) -> int:
+    """The histogram bin of squared distance d2: floor(d2 * scale) within 0..NEAR_BINS-1
+    (monotonic in d2; anything not finite lands in bin 0 rather than out of the table)."""
+    v = d2 * scale
+    if not (v >= 0.0):  # NaN
+        return 0
+    return NEAR_BINS - 1 if v >= NEAR_BINS - 1 else np.int64(v)
+
+
+@kernel(inline=True)
 def cut_off(cand: np.ndarray, cand_d2: np.ndarray, total: int, k: int, exit2: float,
             bins: np.ndarray, sel_ids: np.ndarray, sel_d2: np.ndarray) -> tuple:
     """The k-th nearest (d2, id) of the total > k candidates cand / cand_d2 (all with d2
     <= exit2). A histogram of d2 over NEAR_BINS equal slices of 0..exit2 finds the slice
     holding it (a nearer slice holds only nearer candidates: the bin is monotonic in d2),
     then a quickselect among that slice's few candidates, copied to sel_ids / sel_d2,
-    picks it. bins: int32[NEAR_BINS]. About twice as fast as a quickselect over all."""
+    picks it. bins: int32[NEAR_BINS]. Two linear passes and a quickselect over a few
+    candidates, instead of a quickselect (data-dependent swaps) over all of them."""
     for b in range(NEAR_BINS):
         bins[b] = 0
-    scale = NEAR_BINS / exit2
+    # a radius so small that exit2 underflows puts everyone in bin 0: still exact
+    scale = NEAR_BINS / exit2 if exit2 > 0.0 else 0.0
     for q in range(total):
-        bins[min(np.int64(cand_d2[q] * scale), NEAR_BINS - 1)] += 1
+        bins[near_bin(cand_d2[q], scale)] += 1
     below = 0
     b = 0
     while below + bins[b] < k:
@@ -230,7 +242,7 @@ def cut_off(cand: np.ndarray, cand_d2: np.ndarray, total: int, k: int, exit2: fl
         b += 1
     m = 0
     for q in range(total):
-        if min(np.int64(cand_d2[q] * scale), NEAR_BINS - 1) == b:
+        if near_bin(cand_d2[q], scale) == b:
             sel_ids[m] = cand[q]
             sel_d2[m] = cand_d2[q]
             m += 1

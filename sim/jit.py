@@ -1,7 +1,8 @@
 """The one place that sets numba flags, and where compiled kernels are cached.
 
 fastmath stays off: it lets LLVM reorder float math, which would break bit-for-bit
-determinism across builds. parallel stays off: on 2 cores it only pays off near 100k
+determinism across builds, and assume no NaN, which net/aoi.py relies on (a NaN position
+marks an entity that is not in the scan). parallel stays off: on 2 cores it only pays off near 100k
 players (measured on a 2-core machine), and serial loops keep event order deterministic.
 
 Cache: numba keys a cached kernel on its own source file only, so editing a kernel that

@@ -113,18 +113,22 @@ class ClaimBatch:
         return self.first_seq + len(self.ticks) - 1
 
     def sql_rows(self):
-        """The records as the SQLite ledger stores them: plain tuples in LedgerRecord's
-        field order, the client id as a signed 64-bit integer (same bits). No LedgerRecord
-        is built: a claim costs its few integer objects on the writer thread and nothing
-        more (the process's allocations per tick are a bench figure)."""
+        """The claims as rows for the SQLite ledger's claim insert: LedgerRecord's fields
+        without kind and detail (always CLAIM and None: the statement writes them, since
+        binding None costs the sqlite3 module an adapter lookup and an exception per row),
+        the client id as a signed 64-bit integer (same bits). No LedgerRecord is built: a
+        claim costs its few integer objects on the writer thread (the process's
+        allocations per tick are a bench figure)."""
         n = len(self.ticks)
         slots = self.slots.tolist()
-        return zip(repeat(self.world), range(self.first_seq, self.first_seq + n),
-                   self.ticks.tolist(), repeat(CLAIM), repeat(self.hunt),
-                   self.client_ids.view(np.int64).tolist(), slots,
+        ticks = self.ticks
+        # one tick's claims share their tick: one int object for all of them
+        tick_col = repeat(int(ticks[0])) if n and ticks.min() == ticks.max() else ticks.tolist()
+        return zip(repeat(self.world), range(self.first_seq, self.first_seq + n), tick_col,
+                   repeat(self.hunt), self.client_ids.view(np.int64).tolist(), slots,
                    map(self.names.__getitem__, slots), self.treasures.tolist(),
                    self.gens.tolist(), self.values.tolist(), self.scores.tolist(),
-                   repeat(self.unix_ms), repeat(None))
+                   repeat(self.unix_ms))
 
 
 class RecordChain:

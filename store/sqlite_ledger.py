@@ -40,6 +40,9 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 _INSERT = "INSERT OR IGNORE INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# A ClaimBatch's rows (ClaimBatch.sql_rows): kind and detail are written here
+_INSERT_CLAIM = ("INSERT OR IGNORE INTO ledger VALUES (?, ?, ?, '%s', ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                 "NULL)" % CLAIM)
 _COLUMNS = ("world, seq, tick, kind, hunt, client_id, slot, name, treasure, treasure_gen, "
             "value, score, unix_ms, detail")
 
@@ -52,16 +55,13 @@ def _to_row(r: LedgerRecord) -> LedgerRecord:
     return r if cid is None or cid < _I64_TOP else r._replace(client_id=cid - _U64)
 
 
-def _sql_rows(records: Iterable) -> Iterator[tuple]:
-    """Every record of `records` as a row of the ledger table: a part that can give its
-    rows without building LedgerRecords (ClaimBatch.sql_rows) does, chains are walked."""
+def _parts(records: Iterable) -> Iterator:
+    """The plain sequences of `records`, chains walked (store.records.RecordChain)."""
     for part in getattr(records, "parts", (records,)):
         if hasattr(part, "parts"):
-            yield from _sql_rows(part)
-        elif hasattr(part, "sql_rows"):
-            yield from part.sql_rows()
+            yield from _parts(part)
         else:
-            yield from map(_to_row, part)
+            yield part
 
 
 def _from_row(row: tuple) -> LedgerRecord:
@@ -168,7 +168,11 @@ class SqliteLedger(QueuedLedger):
             if conn is None:
                 conn = self._conn = self._open_writer()
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(_INSERT, _sql_rows(records))
+            for part in _parts(records):
+                if hasattr(part, "sql_rows"):  # claims, straight from their arrays
+                    conn.executemany(_INSERT_CLAIM, part.sql_rows())
+                elif len(part):
+                    conn.executemany(_INSERT, map(_to_row, part))
             conn.execute("COMMIT")
         except BaseException:
             # a fresh connection next time: a read-only or broken one would stay so, and

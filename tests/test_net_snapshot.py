@@ -785,6 +785,36 @@ def test_crowds_larger_than_the_candidate_scratch(seed):
         evolve(w, rng)
 
 
+@pytest.mark.parametrize("others", [511, 512, 513])
+def test_crowds_at_the_edge_of_the_candidate_scratch(others):
+    """Exactly 511, 512 and 513 others in view (CANDIDATES = 512): the scan's scratch
+    holds all of them up to 512 (its extra slot only takes writes past the cap); at 513
+    the kernel takes the heap path. Every one must give the reference's snapshot."""
+    rng = np.random.default_rng(others)
+    n = others + 1
+    rig = Rig(1, NetLimits(max_visible_players=33, max_visible_treasures=16),
+              max_players=n, treasure_count=20, world_width=1000.0, world_height=1000.0,
+              cell_size=50.0, view_radius=300.0)
+    w = rig.world
+    randomize(w, rng, tick=9)
+    w.pi[S.P_ALIVE] = 1
+    angle = rng.uniform(0.0, 2 * np.pi, n)
+    radius = rng.uniform(0.0, 250.0, n)
+    w.pf[S.PX] = (500.0 + radius * np.cos(angle)).astype(np.float32)
+    w.pf[S.PY] = (500.0 + radius * np.sin(angle)).astype(np.float32)
+    w.pf[S.PX, 0] = 500.0  # the client, in the middle: everyone else is in view
+    w.pf[S.PY, 0] = 500.0
+    w.pf[S.PX, 1:40] = 600.0  # ties at the cut-off are broken by id
+    w.pf[S.PY, 1:40] = 500.0
+    rebuild_grids(w)
+    for _ in range(3):
+        for s, (_, doc) in check_encode(rig).items():
+            if "p" in doc:
+                assert len(doc["p"]) == 5 * 33
+            rig.ack(s, doc["t"])
+        evolve(w, rng)
+
+
 def test_connect_accept_carries_the_snapshot_rate():
     rig = Rig(1, snapshot_every=4)
     client = NetKit.client(salt=99)
