@@ -24,7 +24,7 @@ from net.sessions import (CONNECTED, S_ID, S_IP, S_PORT, S_S2C_K0, S_S2C_K1, S_S
 from net.limits import CLAIM_EVENTS_MAX
 from net.snapshot_ring import (E_ID, E_QX, E_QY, E_VX, E_VY, OC_SENT, OC_TICK, OC_TREASURE,
                                OC_VALUE, PLAYER_FIELDS, R_DONE, R_HUNT, R_SENT, TREASURE_FIELDS,
-                               V_BIAS, find_baseline)
+                               V_BIAS, find_baseline, prefetch_client)
 from net.tag import put_tag
 from net.wire import MAX_DATAGRAM, SNAPSHOT, TAG_SIZE
 from sim.jit import borrowed, kernel
@@ -52,6 +52,9 @@ class SnapshotCaps(NamedTuple):
     tolerance_x: int  # extrapolation error (quanta) a delta lets stand, per axis
     tolerance_y: int
 
+
+#: Clients ahead whose ring entries are prefetched (net.snapshot_ring.prefetch_client).
+PREFETCH_AHEAD = 2
 
 #: Candidates of one view query kept in scan order; a larger crowd is walked twice.
 CANDIDATES = 512
@@ -359,6 +362,10 @@ def encode_range(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: np.nd
     p_state = borrowed(scratch.p_state)
     t_kind, t_state = borrowed(scratch.t_kind), borrowed(scratch.t_state)
     for s in range(lo, hi):
+        if s + PREFETCH_AHEAD < hi:
+            u = s + PREFETCH_AHEAD
+            prefetch_client(r_tick, r_count, r_players, r_treasures, u,
+                            sessions[S_SNAPSHOT_ACK, u], tick)
         if sessions[S_STATE, s] != CONNECTED or pi[P_ALIVE, s] == 0:
             continue
         if (tick + s) % caps.snapshot_every != 0:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sim.jit import kernel
+from sim.jit import kernel, prefetch
 
 # Player entity fields in a ring entry: id, qx, qy, vx + V_BIAS, vy + V_BIAS.
 E_ID, E_QX, E_QY, E_VX, E_VY = range(5)
@@ -122,3 +122,36 @@ def next_stamp(stamp: np.ndarray) -> int:
     so no table is ever cleared."""
     stamp[0] += 1
     return stamp[0]
+
+
+@kernel(inline=True)
+def prefetch_entry(entries: np.ndarray, u: int, r: int) -> None:
+    """Start loading ring entry (u, r) of entries (uint16[P, R, C, F], C-contiguous)."""
+    size = entries.shape[2] * entries.shape[3]
+    first = (u * entries.shape[1] + r) * size
+    for k in range(0, size, 32):  # 32 uint16 to a 64-byte line
+        prefetch(entries, first + k)
+    prefetch(entries, first + size - 1)  # an entry need not start on a line
+
+
+@kernel(inline=True)
+def prefetch_client(ring_tick: np.ndarray, ring_count: np.ndarray, players: np.ndarray,
+                    treasures: np.ndarray, u: int, ack: int, tick: int) -> None:
+    """Start loading the ring entries the encoder will touch for client u (its last
+    snapshot's, its baseline's and the one it writes next), a client or two ahead: they
+    are scattered over tens of megabytes at 10,000 clients, and without this the
+    per-client loop waits on the first read of each (measured in profiling/README.md)."""
+    depth = ring_tick.shape[1]
+    count = ring_count[u]
+    nxt = count % depth
+    prefetch_entry(players, u, nxt)
+    prefetch_entry(treasures, u, nxt)
+    if count == 0:
+        return
+    last = (count - 1) % depth
+    prefetch_entry(players, u, last)
+    prefetch_entry(treasures, u, last)
+    base = find_baseline(ring_tick, ring_count, u, ack, tick)
+    if base >= 0 and base != last:
+        prefetch_entry(players, u, base)
+        prefetch_entry(treasures, u, base)

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import numba
+from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -98,3 +99,27 @@ def borrowed(typingctx, arr):
         return alias._getvalue()
 
     return arr(arr), codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, flat):
+    """Ask the CPU to bring the cache line holding element `flat` (a flat index into the
+    C-contiguous arr) towards L1, without waiting for it (llvm.prefetch: no fault, no
+    effect on results). For a loop that knows which rows its next iteration will read."""
+    if not isinstance(arr, types.Array) or not isinstance(flat, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, value=args[0])
+        i8p = ir.IntType(8).as_pointer()
+        offset = builder.mul(context.cast(builder, args[1], signature.args[1], types.intp),
+                             context.get_constant(types.intp, signature.args[0].dtype.bitwidth // 8))
+        address = builder.gep(builder.bitcast(ary.data, i8p), [offset])
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
+        # read, keep in all cache levels, data cache
+        builder.call(fn, [address, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, flat), codegen

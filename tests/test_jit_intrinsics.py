@@ -1,4 +1,5 @@
-"""sim.jit.borrowed: an alias of an array that numba does not reference-count."""
+"""sim.jit intrinsics: borrowed (an alias of an array that numba does not reference-count)
+and prefetch (a cache hint that changes no result)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from sim.jit import borrowed, kernel
+from sim.jit import borrowed, kernel, prefetch
 
 
 @kernel(inline=True)
@@ -79,3 +80,21 @@ def test_a_borrowed_temporary_view_reads_the_callers_data():
     for _ in range(1000):
         _borrowed_view_of_temporary(a)
     assert sys.getrefcount(a) == before
+
+
+@kernel
+def _sum_with_prefetch(a: np.ndarray, ahead: int) -> int:
+    total = 0
+    for i in range(a.size):
+        if i + ahead < a.size:
+            prefetch(a, i + ahead)
+        total += a[i]
+    return total
+
+
+def test_prefetch_is_only_a_hint():
+    a = np.arange(100_000, dtype=np.int64) % 977
+    for ahead in (0, 1, 16, 4096):
+        assert _sum_with_prefetch(a, ahead) == int(a.sum())
+    b = np.arange(10, dtype=np.uint16).reshape(2, 5)
+    assert _sum_with_prefetch(b.ravel(), 3) == 45
