@@ -55,6 +55,9 @@ def _command_line() -> str:
 @click.option("--encode-threads", type=int, default=None,
               help="The server encodes snapshots on this many threads (default 1); above 1 "
                    "the server is not pinned to one core.")
+@click.option("--ledger", type=click.Choice(["sqlite", "memory", "none"]), default=None,
+              help="The server's ledger backend (default sqlite, as deployed); memory or "
+                   "none show what the SQLite writer costs.")
 @click.option("--scenario", default=None, metavar="NAME",
               help="Values from profiling/scenarios.toml; the flags given override them.")
 @click.option("--list-scenarios", is_flag=True, help="Print the scenarios and exit.")
@@ -68,8 +71,8 @@ def _command_line() -> str:
               metavar="FILE", help="Record every tick of the measured server (its whole "
               "run) to FILE for `xmarks profile FILE`.")
 def bench(players, tick_rate, snapshot_rate, duration, warmup, visible, io, seed,
-          connect_rate, encode_threads, scenario, list_scenarios, pin, probe_repeats, as_json, quiet,
-          record_timings) -> None:
+          connect_rate, encode_threads, ledger, scenario, list_scenarios, pin, probe_repeats,
+          as_json, quiet, record_timings) -> None:
     """Benchmark a server under a bot horde: two processes on 127.0.0.1, one report.
 
     Starts `xmarks serve` and the bots (each pinned to its own core), lets the bots connect
@@ -103,7 +106,8 @@ def bench(players, tick_rate, snapshot_rate, duration, warmup, visible, io, seed
         return
     flags = {"players": players, "tick_rate": tick_rate, "snapshot_rate": snapshot_rate,
              "duration": duration, "warmup": warmup, "visible": visible, "io": io,
-             "seed": seed, "connect_rate": connect_rate, "encode_threads": encode_threads}
+             "seed": seed, "connect_rate": connect_rate, "encode_threads": encode_threads,
+             "ledger": ledger}
     try:
         spec = make_spec(scenario, flags, pin=pin, probe_repeats=probe_repeats)
     except BenchUsageError as exc:

@@ -216,8 +216,10 @@ def run_bench(spec: BenchSpec, progress: Callable[[str], None] = lambda _: None,
         key_path = os.path.join(wd, "xmarks.key")  # made by the first start, 0600
         tables["security"]["key_file"] = key_path
         # the ledger and checkpoints are measured as deployed, in the bench's directory
+        # (--ledger memory / none: to see what the SQLite writer costs)
         tables["store"] = {"ledger_path": os.path.join(wd, "xmarks-ledger.sqlite3"),
-                           "checkpoint_path": os.path.join(wd, "xmarks-checkpoint.npz")}
+                           "checkpoint_path": os.path.join(wd, "xmarks-checkpoint.npz"),
+                           "ledger_backend": spec.ledger}
         config_path = os.path.join(wd, "bench.toml")
         with open(config_path, "w") as f:
             f.write(to_toml(tables))

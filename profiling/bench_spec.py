@@ -20,7 +20,8 @@ MAX_WORLD_SIDE = 65536.0  # sim.rules: world_width/world_height at most 65536
 WARMUP_SLACK_S = 3.0
 
 SPEC_KEYS = ("players", "tick_rate", "snapshot_rate", "duration", "warmup", "visible", "io",
-             "seed", "connect_rate", "encode_threads")
+             "seed", "connect_rate", "encode_threads", "ledger")
+LEDGER_BACKENDS = ("sqlite", "memory", "none")
 SCENARIO_KEYS = SPEC_KEYS + ("description", "targets")
 
 
@@ -42,6 +43,7 @@ class BenchSpec:
     seed: int = 1
     connect_rate: float = 2000.0
     encode_threads: int = 1  # the server's net encode_threads
+    ledger: str = "sqlite"  # the server's store ledger_backend (as deployed: sqlite)
     scenario: str | None = None
     pin: bool = True
     probe_repeats: int = 5
@@ -69,6 +71,8 @@ class BenchSpec:
         if not (isinstance(self.encode_threads, int) and 1 <= self.encode_threads <= 64):
             raise BenchUsageError(f"encode_threads must be an integer in 1..64, got "
                                   f"{self.encode_threads!r}")
+        if self.ledger not in LEDGER_BACKENDS:
+            raise BenchUsageError(f"ledger must be sqlite, memory or none, got {self.ledger!r}")
         if not 1 <= self.probe_repeats <= 100:
             raise BenchUsageError(f"probe repeats must be in 1..100, got {self.probe_repeats!r}")
 

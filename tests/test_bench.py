@@ -129,6 +129,8 @@ def test_flags_override_a_scenario():
     spec = BS.make_spec("10k-20hz", {"duration": 5.0, "players": None, "io": "portable"})
     assert (spec.players, spec.duration, spec.io, spec.scenario) == (10_000, 5.0, "portable",
                                                                      "10k-20hz")
+    assert spec.ledger == "sqlite"  # as deployed, unless asked
+    assert BS.make_spec("ci", {"ledger": "none"}).ledger == "none"
 
 
 @pytest.mark.parametrize("scenario,flags,words", [
@@ -139,6 +141,7 @@ def test_flags_override_a_scenario():
     (None, {"players": 10, "duration": 0.0}, "duration"),
     (None, {"players": 10, "visible": -1.0}, "visible"),
     (None, {"players": 10, "warmup": -1.0}, "warmup"),
+    (None, {"players": 10, "ledger": "disk"}, "ledger"),
 ])
 def test_bad_specs(scenario, flags, words):
     with pytest.raises(BS.BenchUsageError, match=words):
@@ -388,6 +391,7 @@ from tests.conftest import NetKit
     (("bench", "--players", "10", "--warmup", "-1"), ["warmup"]),
     (("bench", "--players", "10", "--visible", "0"), ["visible"]),
     (("bench", "--players", "10", "--io", "fast"), ["--io"]),
+    (("bench", "--players", "10", "--ledger", "disk"), ["--ledger"]),
     (("bench", "--players", "10", "--tick-rate", "0"), ["tick_rate"]),
     (("bench", "--players", "10", "--tick-rate", "20", "--snapshot-rate", "3"),
      ["snapshot_rate"]),
