@@ -65,9 +65,9 @@ class EncodeScratch(NamedTuple):
     float64[2, T] positions in grid order; pq: int32[P, 4] and tq: int32[T, 3] every
     entity as the wire carries it (net.delta.quantize_*); cand: int32[CANDIDATES + 1];
     cand_d2: float64[CANDIDATES + 1]; sel_ids, sel_d2: the same again; heap: int32[K];
-    heap_d2: float64[K]; bins: int32[NEAR_BINS]; sel_p: int32[CP]; sel_t: int32[CT]; p_kind: int32[CP]; p_res: int32[CP, 4]; p_state: int32[CP, 5]; t_kind:
-    int32[CT]; t_state: int32[CT, 4]; claims: int32[CLAIM_RING] claim ring rows of one
-    snapshot."""
+    heap_d2: float64[K]; bins: int32[NEAR_BINS]; sel_p: int32[CP]; sel_t: int32[CT];
+    p_kind: int32[CP]; p_res: int32[CP, 4]; p_state: int32[CP, 5]; t_kind: int32[CT];
+    t_state: int32[CT, 4]; claims: int32[CLAIM_RING] claim ring rows of one snapshot."""
 
     p_xy: np.ndarray
     t_xy: np.ndarray
@@ -362,8 +362,8 @@ def encode_range(sessions: np.ndarray, pf: np.ndarray, pi: np.ndarray, tf: np.nd
     p_state = borrowed(scratch.p_state)
     t_kind, t_state = borrowed(scratch.t_kind), borrowed(scratch.t_state)
     for s in range(lo, hi):
-        if s + PREFETCH_AHEAD < hi:
-            u = s + PREFETCH_AHEAD
+        u = s + PREFETCH_AHEAD
+        if u < hi and sessions[S_STATE, u] == CONNECTED and (tick + u) % caps.snapshot_every == 0:
             prefetch_client(r_tick, r_count, r_players, r_treasures, u,
                             sessions[S_SNAPSHOT_ACK, u], tick)
         if sessions[S_STATE, s] != CONNECTED or pi[P_ALIVE, s] == 0:

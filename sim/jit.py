@@ -110,14 +110,15 @@ def prefetch(typingctx, arr, flat):
         return None
 
     def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, value=args[0])
+        arr_t, flat_t = signature.args
+        ary = context.make_array(arr_t)(context, builder, value=args[0])
         i8p = ir.IntType(8).as_pointer()
-        offset = builder.mul(context.cast(builder, args[1], signature.args[1], types.intp),
-                             context.get_constant(types.intp, signature.args[0].dtype.bitwidth // 8))
+        itemsize = context.get_constant(types.intp, arr_t.dtype.bitwidth // 8)
+        offset = builder.mul(context.cast(builder, args[1], flat_t, types.intp), itemsize)
         address = builder.gep(builder.bitcast(ary.data, i8p), [offset])
         i32 = ir.IntType(32)
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
         # read, keep in all cache levels, data cache
         builder.call(fn, [address, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
         return context.get_dummy_value()
