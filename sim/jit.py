@@ -24,7 +24,7 @@ from numba.extending import intrinsic
 
 KERNEL_FLAGS = dict(cache=True, nogil=True, fastmath=False, parallel=False, boundscheck=False)
 
-_KERNEL_PACKAGES = ("sim", "net")
+_KERNEL_PACKAGES = ("sim", "net", "store")
 
 
 def _sources_fingerprint() -> str:

@@ -1,7 +1,8 @@
 """Ledger records: one row per thing that happened in a hunt, and the tick-side recorder.
 
 A record is a flat tuple (LedgerRecord), so the SQLite writer hands a batch straight to
-executemany. Kinds and what their fields mean:
+executemany; a tick's claims (ClaimBatch) stay arrays and reach SQLite as one JSON text
+(store.claim_json). Kinds and what their fields mean:
 
 | kind       | client_id / slot / name | treasure, treasure_gen | value            | score        | detail |
 |------------|-------------------------|------------------------|------------------|--------------|--------|
@@ -30,12 +31,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from itertools import repeat
 from typing import NamedTuple
 
 import numpy as np
 
 from sim import schema as S
+from sim.jit import bind
+from store.claim_json import NAME_JSON_MAX, ROW_MAX, claims_json, name_json
 from sim.world import World
 
 HUNT_START, HUNT_END, JOIN, LEAVE, CLAIM, RANK, SCORE = (
@@ -78,10 +80,11 @@ class ClaimBatch:
     """
 
     __slots__ = ("world", "first_seq", "hunt", "unix_ms", "ticks", "slots", "client_ids",
-                 "treasures", "gens", "values", "scores", "names")
+                 "treasures", "gens", "values", "scores", "names", "name_rows", "name_lens")
 
     def __init__(self, world: int, first_seq: int, hunt: int, unix_ms: int, events: np.ndarray,
-                 client_ids: np.ndarray, names: list[str], pi: np.ndarray, ti: np.ndarray):
+                 client_ids: np.ndarray, names: list[str], pi: np.ndarray, ti: np.ndarray,
+                 name_rows: np.ndarray, name_lens: np.ndarray):
         self.world, self.first_seq, self.hunt, self.unix_ms = world, first_seq, hunt, unix_ms
         self.ticks = events[:, S.EV_TICK].copy()
         self.slots = events[:, S.EV_A].copy()
@@ -91,6 +94,9 @@ class ClaimBatch:
         self.gens = ti[S.T_GEN, self.treasures]
         self.scores = pi[S.P_SCORE, self.slots]
         self.names = names
+        # the claimers' names as JSON (Recorder.name_rows), copied: the slots may change
+        self.name_rows = name_rows[self.slots]
+        self.name_lens = name_lens[self.slots]
 
     def __len__(self) -> int:
         return len(self.ticks)
@@ -112,23 +118,26 @@ class ClaimBatch:
         """The seq of the last record (the batch is never empty when submitted)."""
         return self.first_seq + len(self.ticks) - 1
 
-    def sql_rows(self):
-        """The claims as rows for the SQLite ledger's claim insert: LedgerRecord's fields
-        without kind and detail (always CLAIM and None: the statement writes them, since
-        binding None costs the sqlite3 module an adapter lookup and an exception per row),
-        the client id as a signed 64-bit integer (same bits). No LedgerRecord is built: a
-        claim costs its few integer objects on the writer thread (the process's
-        allocations per tick are a bench figure)."""
-        n = len(self.ticks)
-        slots = self.slots.tolist()
-        ticks = self.ticks
-        # one tick's claims share their tick: one int object for all of them
-        tick_col = repeat(int(ticks[0])) if n and ticks.min() == ticks.max() else ticks.tolist()
-        return zip(repeat(self.world), range(self.first_seq, self.first_seq + n), tick_col,
-                   repeat(self.hunt), self.client_ids.view(np.int64).tolist(), slots,
-                   map(self.names.__getitem__, slots), self.treasures.tolist(),
-                   self.gens.tolist(), self.values.tolist(), self.scores.tolist(),
-                   repeat(self.unix_ms))
+    def json_text(self) -> str:
+        """The claims as one JSON text for the SQLite writer (store.claim_json): no
+        LedgerRecord and no integer object per claim."""
+        out = np.empty(len(self.ticks) * ROW_MAX + 2, np.uint8)
+        n = _claims_json(self.first_seq, self.ticks, self.client_ids.view(np.int64),
+                         self.slots, self.name_rows, self.name_lens, self.treasures,
+                         self.gens, self.values, self.scores, out)
+        return out[:n].tobytes().decode("ascii")
+
+
+def _claims_json(*args) -> int:
+    """claims_json through its compiled entry point (bound on first use: a dispatcher call
+    types every argument again, a few objects each)."""
+    global _claims_json_entry
+    if _claims_json_entry is None:
+        _claims_json_entry = bind(claims_json, *args)
+    return _claims_json_entry(*args)
+
+
+_claims_json_entry = None
 
 
 class RecordChain:
@@ -189,12 +198,22 @@ class Recorder:
         self.client_ids = np.zeros(capacity, np.uint64)  # 0: nobody in the slot
         self.names: list[str] = [""] * capacity
         self._names_shared = False  # a ClaimBatch refers to self.names as it is
+        # every slot's name as JSON (store.claim_json.name_json), for claim batches
+        self.name_rows = np.zeros((capacity, NAME_JSON_MAX), np.uint8)
+        self.name_rows[:, :2] = ord('"')  # "": nobody's name yet
+        self.name_lens = np.full(capacity, 2, np.int32)
 
     def _name(self, slot: int, name: str) -> None:
         if self._names_shared:  # a ClaimBatch holds the list: change a copy
             self.names = list(self.names)
             self._names_shared = False
         self.names[slot] = name
+        self._name_json(slot, name)
+
+    def _name_json(self, slot: int, name: str | None) -> None:
+        encoded = name_json(name)
+        self.name_rows[slot, :len(encoded)] = np.frombuffer(encoded, np.uint8)
+        self.name_lens[slot] = len(encoded)
 
     @property
     def last_seq(self) -> int:
@@ -257,7 +276,7 @@ class Recorder:
         if (events[:, S.EV_KIND] == S.EVENT_CLAIM).all():  # the common tick: claims only
             batch = ClaimBatch(self.world_uid, self.next_seq, int(world.clock[S.HUNT_ID]),
                                unix_ms, events, self.client_ids, self.names, world.pi,
-                               world.ti)
+                               world.ti, self.name_rows, self.name_lens)
             self.next_seq += n
             self._names_shared = True
             return batch

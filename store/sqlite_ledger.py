@@ -40,9 +40,14 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 _INSERT = "INSERT OR IGNORE INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-# A ClaimBatch's rows (ClaimBatch.sql_rows): kind and detail are written here
-_INSERT_CLAIM = ("INSERT OR IGNORE INTO ledger VALUES (?, ?, ?, '%s', ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                 "NULL)" % CLAIM)
+# A ClaimBatch as one JSON text (ClaimBatch.json_text, store.claim_json): one statement
+# stores every claim of it, json_each walking the rows in order
+_INSERT_CLAIMS = (
+    "INSERT OR IGNORE INTO ledger SELECT ?1, json_extract(value, '$[0]'), "
+    "json_extract(value, '$[1]'), '%s', ?2, json_extract(value, '$[2]'), "
+    "json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), "
+    "json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), "
+    "?3, NULL FROM json_each(?4)" % CLAIM)
 _COLUMNS = ("world, seq, tick, kind, hunt, client_id, slot, name, treasure, treasure_gen, "
             "value, score, unix_ms, detail")
 
@@ -131,6 +136,12 @@ class SqliteLedger(QueuedLedger):
         except sqlite3.Error as exc:
             raise LedgerError(f"ledger {path}: cannot open ({_one_line(exc)})") from None
         try:
+            try:  # claim batches are written through json_each (store.claim_json)
+                conn.execute("SELECT json_extract(value, '$[0]') FROM json_each('[[1]]')")
+            except sqlite3.OperationalError:
+                raise LedgerError(f"ledger {path}: this SQLite ({sqlite3.sqlite_version}) has "
+                                  f"no JSON functions; xmarks needs SQLite with JSON1 "
+                                  f"(built in since 3.38)") from None
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
@@ -169,8 +180,9 @@ class SqliteLedger(QueuedLedger):
                 conn = self._conn = self._open_writer()
             conn.execute("BEGIN IMMEDIATE")
             for part in _parts(records):
-                if hasattr(part, "sql_rows"):  # claims, straight from their arrays
-                    conn.executemany(_INSERT_CLAIM, part.sql_rows())
+                if hasattr(part, "json_text"):  # claims, straight from their arrays
+                    conn.execute(_INSERT_CLAIMS, (part.world, part.hunt, part.unix_ms,
+                                                  part.json_text()))
                 elif len(part):
                     conn.executemany(_INSERT, map(_to_row, part))
             conn.execute("COMMIT")

@@ -279,9 +279,10 @@ def test_a_damaged_ledger_file_reads_fail_in_one_line(path):
 
 
 def test_claim_batches_are_stored_as_the_records_they_stand_for(path):
-    """The writer stores a ClaimBatch from its arrays (ClaimBatch.sql_rows), not from
-    LedgerRecords: what it reads back must be exactly the records, u64 ids included, in
-    batches chained with plain records."""
+    """The writer stores a ClaimBatch from its arrays (one JSON text, store.claim_json),
+    not from LedgerRecords: what it reads back must be exactly the records, u64 ids and
+    names that need escaping included (the longest: 32 control characters), in batches
+    chained with plain records."""
     from sim import schema as S
     from sim.world import new_world
     from store.records import ClaimBatch, RecordChain
@@ -290,9 +291,10 @@ def test_claim_batches_are_stored_as_the_records_they_stand_for(path):
     world = new_world(RULES, TICK_RATE)
     rec = Recorder(UID, RULES.max_players)
     sent = []
+    names = {1: 'q"uo\\te', 2: "\x01" * 32, 3: "h\u00e9llo \U0001f600\n", 4: ""}
     for slot, cid in ((1, 2**64 - 1), (2, 2**63), (3, 2**63 - 1), (4, 7)):
         world.join(slot)
-        sent.append(rec.joined(0, 0, slot, client_id=cid, name=f"p{slot}", unix_ms=5))
+        sent.append(rec.joined(0, 0, slot, client_id=cid, name=names[slot], unix_ms=5))
         world.pi[S.P_SCORE, slot] = 100 * slot
     _with_events(world, [(S.EVENT_CLAIM, 3, s, 1, s + 6, 300 + s) for s in (1, 2, 3, 4)])
     batch = rec.tick_records(3, world, [], lambda s: 0, 77)

@@ -15,6 +15,7 @@ import random
 import sys
 from dataclasses import replace
 
+import numpy as np
 from numba.core import event as numba_event
 from numba.core.dispatcher import Dispatcher
 
@@ -23,8 +24,10 @@ from net.limits import NetLimits
 from net.loopback import connect_in_memory
 from net.server import ServerProtocol
 from net.token import issue_token
+from sim import schema as S
 from sim.rules import GameRules
 from sim.world import new_world
+from store.records import ClaimBatch, Recorder
 from tick.clock import now_ns
 
 log = logging.getLogger("xmarks.warmup")
@@ -136,6 +139,12 @@ def warm_up(rules: GameRules, limits: NetLimits, tick_rate: float) -> None:
     for data, _ in proto.snapshots():
         client.receive(bytes(data), 0.0)
     proto.expire(10**12)
+    # the ledger writer's claim text (store.claim_json), bound here rather than on the
+    # writer thread at the first claim, where loading it would hold the GIL mid-hunt
+    recorder = Recorder(1, tiny.max_players)
+    ClaimBatch(1, 1, 0, 0, np.zeros((1, S.EVENT_FIELDS), np.int64), recorder.client_ids,
+               recorder.names, world.pi, world.ti, recorder.name_rows,
+               recorder.name_lens).json_text()
     took = (now_ns() - began) / 1e9
     counts = kernel_counts()
     log.info("%s", summary(counts, compiles.seconds, took))
