@@ -24,16 +24,19 @@ from numba.extending import intrinsic
 
 KERNEL_FLAGS = dict(cache=True, nogil=True, fastmath=False, parallel=False, boundscheck=False)
 
-_KERNEL_PACKAGES = ("sim", "net", "store")
+# Where kernels live: whole packages, and single kernel modules of other layers (so an
+# edit elsewhere in those layers does not recompile everything).
+_KERNEL_PACKAGES = ("sim", "net")
+_KERNEL_MODULES = ("store/claim_json.py",)
 
 
 def _sources_fingerprint() -> str:
     root = Path(__file__).resolve().parent.parent
     h = hashlib.blake2b(numba.__version__.encode(), digest_size=8)
-    for package in _KERNEL_PACKAGES:
-        for path in sorted((root / package).glob("*.py")):
-            h.update(path.name.encode())
-            h.update(path.read_bytes())
+    paths = [p for package in _KERNEL_PACKAGES for p in sorted((root / package).glob("*.py"))]
+    for path in paths + [root / m for m in _KERNEL_MODULES]:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 

@@ -27,13 +27,26 @@ NAME_JSON_MAX = 6 * MAX_NAME_BYTES + 2
 ROW_MAX = 8 * 20 + NAME_JSON_MAX + 12
 
 
-def name_json(name: str | None) -> bytes:
-    """The JSON form of a player's name, ASCII only (null for None)."""
+def name_json(name: str | None) -> bytes | None:
+    """The JSON form of a player's name, ASCII only (null for None); None for a name this
+    path cannot carry: one with NUL (SQLite's json_extract ends the string there) or not
+    encodable as UTF-8 (a lone surrogate). Claims of such a player are written the plain
+    way (store.sqlite_ledger), where they behave as they always did."""
+    if name is not None and ("\x00" in name or not _utf8_ok(name)):
+        return None
     encoded = b"null" if name is None else json.dumps(name, ensure_ascii=True).encode("ascii")
     if len(encoded) > NAME_JSON_MAX:
         raise ValueError(f"a name of {len(encoded)} JSON bytes is longer than any valid "
                          f"name ({NAME_JSON_MAX})")
     return encoded
+
+
+def _utf8_ok(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @kernel

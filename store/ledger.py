@@ -241,7 +241,7 @@ class QueuedLedger:
         n = self._held_records
         if n:
             # one sequence over everything held, iterated once by the backend: claim
-            # batches stay arrays until then (store.records.ClaimBatch.sql_rows)
+            # batches stay arrays until then (store.records.ClaimBatch.json_text)
             rows = RecordChain(*(records for _, records in held))
             t0 = self._clock()
             try:

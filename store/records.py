@@ -118,6 +118,12 @@ class ClaimBatch:
         """The seq of the last record (the batch is never empty when submitted)."""
         return self.first_seq + len(self.ticks) - 1
 
+    @property
+    def json_ok(self) -> bool:
+        """True if json_text carries every claim exactly (no claimer's name is one JSON
+        cannot carry: store.claim_json.name_json); otherwise write the records."""
+        return bool(self.name_lens.all())
+
     def json_text(self) -> str:
         """The claims as one JSON text for the SQLite writer (store.claim_json): no
         LedgerRecord and no integer object per claim."""
@@ -201,19 +207,19 @@ class Recorder:
         # every slot's name as JSON (store.claim_json.name_json), for claim batches
         self.name_rows = np.zeros((capacity, NAME_JSON_MAX), np.uint8)
         self.name_rows[:, :2] = ord('"')  # "": nobody's name yet
-        self.name_lens = np.full(capacity, 2, np.int32)
+        self.name_lens = np.full(capacity, 2, np.int32)  # 0: a name JSON cannot carry
 
     def _name(self, slot: int, name: str) -> None:
+        encoded = name_json(name)  # first: it may refuse, and nothing has changed yet
         if self._names_shared:  # a ClaimBatch holds the list: change a copy
             self.names = list(self.names)
             self._names_shared = False
         self.names[slot] = name
-        self._name_json(slot, name)
-
-    def _name_json(self, slot: int, name: str | None) -> None:
-        encoded = name_json(name)
-        self.name_rows[slot, :len(encoded)] = np.frombuffer(encoded, np.uint8)
-        self.name_lens[slot] = len(encoded)
+        if encoded is None:
+            self.name_lens[slot] = 0
+        else:
+            self.name_rows[slot, :len(encoded)] = np.frombuffer(encoded, np.uint8)
+            self.name_lens[slot] = len(encoded)
 
     @property
     def last_seq(self) -> int:

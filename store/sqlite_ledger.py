@@ -180,7 +180,7 @@ class SqliteLedger(QueuedLedger):
                 conn = self._conn = self._open_writer()
             conn.execute("BEGIN IMMEDIATE")
             for part in _parts(records):
-                if hasattr(part, "json_text"):  # claims, straight from their arrays
+                if hasattr(part, "json_text") and part.json_ok:  # claims, from their arrays
                     conn.execute(_INSERT_CLAIMS, (part.world, part.hunt, part.unix_ms,
                                                   part.json_text()))
                 elif len(part):

@@ -37,7 +37,7 @@ def test_random_and_edge_values_read_back_as_python_json_sees_them(seed):
         slot, treasure, value = (int(v) for v in rng.integers(0, 65536, 3))
         gen, score = (int(v) for v in rng.integers(-2**31, 2**31, 2))
         rows.append([tick, cid, slot, treasure, gen, value, score, 0])
-        names.append(rng.choice(["", "bot-1", 'a"b\\c', "\x00\x1f" * 16, "\u00e9\U0001f600",
+        names.append(rng.choice(["", "bot-1", 'a"b\\c', "\x01\x1f" * 16, "\u00e9\U0001f600",
                                  None]))
     text = _encode(rows, names, 2**40)
     got = json.loads(text)
@@ -49,3 +49,9 @@ def test_the_longest_name_fits_and_a_longer_one_is_refused():
     assert len(name_json("\x01" * 32)) == NAME_JSON_MAX  # 32 bytes, every one escaped
     with pytest.raises(ValueError, match="longer than any valid name"):
         name_json("\x01" * 33)
+
+
+def test_names_json_cannot_carry_through_sqlite_are_left_to_the_plain_path():
+    assert name_json("a\x00b") is None  # json_extract would end the string at NUL
+    assert name_json("\ud800") is None  # not UTF-8: SQLite would store bad bytes
+    assert name_json(None) == b"null" and name_json("") == b'""'

@@ -291,7 +291,7 @@ def test_claim_batches_are_stored_as_the_records_they_stand_for(path):
     world = new_world(RULES, TICK_RATE)
     rec = Recorder(UID, RULES.max_players)
     sent = []
-    names = {1: 'q"uo\\te', 2: "\x01" * 32, 3: "h\u00e9llo \U0001f600\n", 4: ""}
+    names = {1: 'q"uo\\te', 2: "\x01" * 32, 3: "h\u00e9llo \U0001f600\n", 4: "", 5: "a\x00b"}
     for slot, cid in ((1, 2**64 - 1), (2, 2**63), (3, 2**63 - 1), (4, 7)):
         world.join(slot)
         sent.append(rec.joined(0, 0, slot, client_id=cid, name=names[slot], unix_ms=5))
@@ -302,13 +302,22 @@ def test_claim_batches_are_stored_as_the_records_they_stand_for(path):
     _with_events(world, [(S.EVENT_CLAIM, 4, 2, 1, 9, 5)])
     later = rec.tick_records(4, world, [], lambda s: 0, 78)
     chained = RecordChain(later, [rec.score_restored(4, 0, 1, 999, 78)], [])
+    # a name JSON cannot carry (NUL): that batch goes the plain way, name intact
+    world.join(5)
+    sent.append(rec.joined(4, 0, 5, client_id=2**64 - 2, name=names[5], unix_ms=78))
+    _with_events(world, [(S.EVENT_CLAIM, 5, 5, 1, 11, 2), (S.EVENT_CLAIM, 5, 1, 1, 12, 3)])
+    plain = rec.tick_records(5, world, [], lambda s: 0, 79)
+    assert batch.json_ok and not plain.json_ok
     ledger = SqliteLedger(path, UID, clock=time.monotonic)
     ledger.submit(0, sent)
     ledger.submit(3, batch)
     ledger.submit(4, chained)
-    assert _wait(lambda: ledger.confirmed_tick() == 4)
-    want = sent + list(batch) + list(chained)
+    ledger.submit(5, plain)
+    assert _wait(lambda: ledger.confirmed_tick() == 5)
+    want = sent[:4] + list(batch) + list(chained) + sent[4:] + list(plain)
     assert ledger.records_since(0) == want
     assert ledger.confirmed_seq() == want[-1].seq == ledger.last_seq()
-    assert [r.client_id for r in want if r.kind == CLAIM] == [2**64 - 1, 2**63, 2**63 - 1, 7, 2**63]
+    assert [r.client_id for r in want if r.kind == CLAIM] == [2**64 - 1, 2**63, 2**63 - 1, 7, 2**63,
+                                                              2**64 - 2, 2**64 - 1]
+    assert [r.name for r in want if r.kind == CLAIM][-2] == "a\x00b"
     assert ledger.close()
