@@ -71,6 +71,13 @@ def put_decimal(out: np.ndarray, pos: int, v: int) -> int:
     return pos + digits
 
 
+@kernel(inline=True)
+def put_next(out: np.ndarray, pos: int, v: int) -> int:
+    """A comma, then v in decimal (the next field of a row)."""
+    out[pos] = 44  # ","
+    return put_decimal(out, pos + 1, v)
+
+
 @kernel
 def claims_json(first_seq: int, ticks: np.ndarray, client_ids: np.ndarray, slots: np.ndarray,
                 names: np.ndarray, name_len: np.ndarray, treasures: np.ndarray,
@@ -91,27 +98,19 @@ def claims_json(first_seq: int, ticks: np.ndarray, client_ids: np.ndarray, slots
             out[pos] = 44  # ","
             pos += 1
         out[pos] = 91
-        pos += 1
-        pos = put_decimal(out, pos, first_seq + k)
-        out[pos] = 44
-        pos = put_decimal(out, pos + 1, np.int64(ticks[k]))
-        out[pos] = 44
-        pos = put_decimal(out, pos + 1, np.int64(client_ids[k]))
-        out[pos] = 44
-        pos = put_decimal(out, pos + 1, np.int64(slots[k]))
+        pos = put_decimal(out, pos + 1, first_seq + k)
+        pos = put_next(out, pos, np.int64(ticks[k]))
+        pos = put_next(out, pos, np.int64(client_ids[k]))
+        pos = put_next(out, pos, np.int64(slots[k]))
         out[pos] = 44
         pos += 1
         for b in range(name_len[k]):
             out[pos + b] = names[k, b]
         pos += name_len[k]
-        out[pos] = 44
-        pos = put_decimal(out, pos + 1, np.int64(treasures[k]))
-        out[pos] = 44
-        pos = put_decimal(out, pos + 1, np.int64(gens[k]))
-        out[pos] = 44
-        pos = put_decimal(out, pos + 1, np.int64(values[k]))
-        out[pos] = 44
-        pos = put_decimal(out, pos + 1, np.int64(scores[k]))
+        pos = put_next(out, pos, np.int64(treasures[k]))
+        pos = put_next(out, pos, np.int64(gens[k]))
+        pos = put_next(out, pos, np.int64(values[k]))
+        pos = put_next(out, pos, np.int64(scores[k]))
         out[pos] = 93  # "]"
         pos += 1
     out[pos] = 93

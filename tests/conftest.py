@@ -140,3 +140,24 @@ def _run_in_a_fresh_directory(tmp_path, monkeypatch):
     writes its key, admin token, ledger and checkpoint there, never into the checkout, and
     no test resumes another's world."""
     monkeypatch.chdir(tmp_path)
+
+
+# ---- cli: a clean environment and an admin token file (tests/test_cli*.py, bench, profile) --
+
+@pytest.fixture
+def no_xmarks_env(monkeypatch):
+    """No XMARKS_* variable of the caller's shell reaches the CLI under test (modules opt in
+    with pytestmark = pytest.mark.usefixtures("no_xmarks_env"))."""
+    for name in list(os.environ):
+        if name.startswith("XMARKS_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def token_file(tmp_path):
+    """An admin token file holding tests.admin_fake.TOKEN, mode 0600; its path."""
+    from tests.admin_fake import TOKEN
+    path = tmp_path / "xmarks.admin-token"
+    path.write_text(TOKEN + "\n")
+    path.chmod(0o600)
+    return str(path)

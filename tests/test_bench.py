@@ -30,11 +30,7 @@ from tick.timings import COLUMNS, FIRST_PHASE, PHASES
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def no_xmarks_env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("XMARKS_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_xmarks_env")
 
 
 def xmarks_command() -> list[str]:

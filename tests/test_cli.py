@@ -20,11 +20,7 @@ from net.keys import create_key_file
 ERROR_PREFIX = "xmarks: error:"
 
 
-@pytest.fixture(autouse=True)
-def no_xmarks_env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("XMARKS_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_xmarks_env")
 
 
 def run(monkeypatch, capsys, *args) -> tuple[int, str, str]:

@@ -19,26 +19,13 @@ from tests.admin_fake import TOKEN, FakeAdmin, dumps
 ERROR_PREFIX = "xmarks: error:"
 
 
-@pytest.fixture(autouse=True)
-def no_xmarks_env(monkeypatch):
-    import os
-    for name in list(os.environ):
-        if name.startswith("XMARKS_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_xmarks_env")
 
 
 @pytest.fixture
 def fake():
     with FakeAdmin() as server:
         yield server
-
-
-@pytest.fixture
-def token_file(tmp_path):
-    path = tmp_path / "xmarks.admin-token"
-    path.write_text(TOKEN + "\n")
-    path.chmod(0o600)
-    return str(path)
 
 
 def xmarks(*args, env=None) -> tuple[int, str, str]:

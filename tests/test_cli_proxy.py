@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -18,11 +17,7 @@ from tests.test_cli import assert_one_line_error, run
 from tests.test_e2e_loopback import clean_env, free_udp_port, read_lines, xmarks_command
 
 
-@pytest.fixture(autouse=True)
-def no_xmarks_env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("XMARKS_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_xmarks_env")
 
 
 def test_help_tells_to_set_the_servers_public_address(monkeypatch, capsys):

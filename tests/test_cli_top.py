@@ -29,20 +29,7 @@ def line_of(text: str, start: str) -> str:
     return next(line for line in text.splitlines() if line.startswith(start))
 
 
-@pytest.fixture(autouse=True)
-def no_xmarks_env(monkeypatch):
-    import os
-    for name in list(os.environ):
-        if name.startswith("XMARKS_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def token_file(tmp_path):
-    path = tmp_path / "xmarks.admin-token"
-    path.write_text(TOKEN + "\n")
-    path.chmod(0o600)
-    return str(path)
+pytestmark = pytest.mark.usefixtures("no_xmarks_env")
 
 
 # ---- the frame ----------------------------------------------------------------------

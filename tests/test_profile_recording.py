@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli.main import main
 from profiling import bench as B
 from profiling.profile_report import analyse, format_profile, verdict
 from profiling.recording import RecordingError, parse_recording, read_recording
@@ -32,6 +31,7 @@ from tick import gcwatch as G
 from tick import swarm as SW
 from tick import timings as T
 from tick import warmup as W
+from tests.test_cli import assert_one_line_error, run as run_cli
 from tick.timings import PHASES, TickTimings, TimingRecorder
 
 TICK_RATE = 20.0
@@ -39,34 +39,7 @@ BUDGET_NS = 50_000_000
 T0 = 5_000_000_000  # monotonic ns of the first synthetic tick
 
 
-@pytest.fixture(autouse=True)
-def no_xmarks_env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("XMARKS_"):
-            monkeypatch.delenv(name)
-
-
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """main() with argv = xmarks *args: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["xmarks", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, out, err, *words):
-    assert code == 2, (code, err)
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("xmarks: error:"), err
-    assert "Traceback" not in err
-    for word in words:
-        assert word in lines[0], (word, err)
-    assert out == ""
+pytestmark = pytest.mark.usefixtures("no_xmarks_env")
 
 
 # ---- the reference encoder (profiling/README.md, "Timing recordings") ---------------------
